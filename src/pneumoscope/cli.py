@@ -1,0 +1,192 @@
+"""The ``pneumoscope`` command: one thin entry, each subcommand calls one module.
+
+Heavy libraries are imported inside each subcommand, so ``pneumoscope --help`` is instant and
+``serve`` imports only what serving needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, exit status 2."""
+
+
+def _data_summary(args: argparse.Namespace) -> int:
+    from pneumoscope.data.explore import write_summary
+
+    write_summary(Path(args.root), Path(args.out))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pneumoscope.config import load_config
+    from pneumoscope.training import train
+
+    overrides = {}
+    if args.epochs is not None:
+        overrides["train.epochs"] = args.epochs
+    if args.limit_train_batches is not None:
+        overrides["train.limit_train_batches"] = args.limit_train_batches
+    config = load_config(args.config, **overrides)
+    out = Path(args.out) if args.out else Path("runs") / config.name
+    devices: int | str = int(args.devices) if str(args.devices).isdigit() else args.devices
+    run_dir = train(
+        config, out, root=args.data, accelerator=args.accelerator, devices=devices,
+        num_nodes=args.num_nodes, strategy=args.strategy, progress=not args.no_progress,
+    )
+    if run_dir is not None:
+        import json
+
+        meta = json.loads((run_dir / "model.json").read_text())
+        val = meta["validation"]
+        print(
+            f"run folder: {run_dir}\n"
+            f"validation (patient-level, n={val['n']}): AUC {val['auc']:.4f}  accuracy {val['accuracy']:.4f}  "
+            f"sensitivity {val['sensitivity']:.4f}  specificity {val['specificity']:.4f}  "
+            f"threshold {meta['threshold']:.4f}  ({meta['training']['train_seconds']:.0f} s)"
+        )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pneumoscope.evaluation.report import evaluate
+
+    evaluate(args.root, split=args.split, model=args.model, out=Path(args.out), threshold=args.threshold)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pneumoscope.evaluation.report import compare
+
+    *models, root = args.items
+    if not models:
+        raise UserError("compare needs at least one model (a run folder or a bundled model) and a data ROOT")
+    compare(models, root, split=args.split, out=Path(args.out))
+    return 0
+
+
+def _leakage(args: argparse.Namespace) -> int:
+    from pneumoscope.evaluation.leakage import run_leakage_study
+
+    run_leakage_study(Path(args.data), Path(args.out), epochs=args.epochs)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from pneumoscope.inference.batch import run_batch
+
+    return run_batch(
+        args.paths, model=args.model, recursive=args.recursive, out=args.out,
+        heatmaps=args.heatmaps, batch_size=args.batch_size, workers=args.workers,
+    )
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pneumoscope.inference.onnx import export_onnx
+
+    path = export_onnx(args.model, Path(args.onnx))
+    print(f"wrote {path}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pneumoscope.app import serve
+
+    serve(
+        model=args.model, host=args.host, port=args.port, examples=args.examples,
+        auth=args.auth, share=args.share,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pneumoscope", description="Pneumonia detection on chest X-rays.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="explore a chest X-ray collection")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    summary = data_sub.add_parser("summary", help="counts, patients, sizes, duplicates, figures")
+    summary.add_argument("root", help="Kaggle-layout root or a NORMAL/ PNEUMONIA/ folder")
+    summary.add_argument("--out", required=True, help="folder for summary.json, summary.md and figures")
+    summary.set_defaults(func=_data_summary)
+
+    train = sub.add_parser("train", help="train a model from a config")
+    train.add_argument("--config", required=True)
+    train.add_argument("--data", help="Kaggle-layout root (default: the config's data.root)")
+    train.add_argument("--out", help="run folder (default: runs/NAME)")
+    train.add_argument("--accelerator", default="cpu", help="cpu, gpu or auto (Lightning)")
+    train.add_argument("--devices", default="1", help="devices per node (Lightning)")
+    train.add_argument("--num-nodes", type=int, default=1)
+    train.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn, ... (Lightning)")
+    train.add_argument("--epochs", type=int, help="override train.epochs")
+    train.add_argument("--limit-train-batches", type=float, help="override train.limit_train_batches")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("evaluate", help="metrics, report and figures of a model on a split")
+    evaluate.add_argument("root")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument("--model", help="run folder or model folder (default: the bundled model)")
+    evaluate.add_argument("--threshold", type=float, help="override the model's stored threshold")
+    evaluate.add_argument("--out", required=True)
+    evaluate.set_defaults(func=_evaluate)
+
+    compare = sub.add_parser("compare", help="several models side by side on the same images")
+    compare.add_argument("items", nargs="+", metavar="RUN_OR_MODEL... ROOT")
+    compare.add_argument("--split", default="test", choices=["train", "val", "test"])
+    compare.add_argument("--out", required=True)
+    compare.set_defaults(func=_compare)
+
+    leakage = sub.add_parser("leakage", help="image-level vs patient-level split: how much leakage inflates scores")
+    leakage.add_argument("--data", default="../shared/data/chest_xray")
+    leakage.add_argument("--epochs", type=int, default=3)
+    leakage.add_argument("--out", required=True)
+    leakage.set_defaults(func=_leakage)
+
+    predict = sub.add_parser("predict", help="predict files and folders")
+    predict.add_argument("paths", nargs="+")
+    predict.add_argument("--model")
+    predict.add_argument("--recursive", action="store_true")
+    predict.add_argument("--out", help="results.csv or results.json (default: CSV on stdout)")
+    predict.add_argument("--heatmaps", help="folder for Grad-CAM overlay PNGs")
+    predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores)")
+    predict.set_defaults(func=_predict)
+
+    export = sub.add_parser("export", help="export the model to ONNX")
+    export.add_argument("--model")
+    export.add_argument("--onnx", required=True)
+    export.set_defaults(func=_export)
+
+    serve = sub.add_parser("serve", help="the web app")
+    serve.add_argument("--model")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--examples", help="folder of example images to offer")
+    serve.add_argument("--auth", help="USER:PASS for basic auth")
+    serve.add_argument("--share", action="store_true", help="ask Gradio for a public link (off by default)")
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from pneumoscope.errors import USER_ERRORS
+
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (UserError, *USER_ERRORS) as exc:
+        print(f"pneumoscope {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

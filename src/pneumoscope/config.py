@@ -1,0 +1,159 @@
+"""One typed place for every setting of a run.
+
+A YAML file in ``configs/`` is validated here on load: an unknown key, a wrong type or an
+out-of-range value is refused with a message naming the field, so a typo never silently
+falls back to a default and trains the wrong model for half an hour.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
+"""Label 0 is NORMAL and 1 is PNEUMONIA in every file, array and report of the project."""
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used as written."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """Where the images come from and how they are split."""
+
+    root: Path = Path("../shared/data/chest_xray")
+    image_size: int = Field(224, ge=32, le=1024)
+    val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    split_seed: int = 42
+    max_pixels: int = Field(80_000_000, ge=1)
+    """Pixel budget per decoded image; larger declared sizes are refused as decompression bombs."""
+
+
+class AugmentConfig(_Strict):
+    """Augmentation applied on tensors, in batches, during training only.
+
+    The sealed test images were acquired differently from the training ones, so the improved
+    model is trained to be indifferent to exposure, contrast, position and scale.
+    """
+
+    enabled: bool = False
+    rotate_degrees: float = Field(10.0, ge=0, le=45)
+    scale: float = Field(0.10, ge=0, le=0.5)
+    translate: float = Field(0.08, ge=0, le=0.3)
+    gamma: float = Field(0.35, ge=0, le=1.0)
+    """Log-uniform gamma in [exp(-g), exp(g)]: exposure differences between machines."""
+    contrast: float = Field(0.30, ge=0, le=0.9)
+    noise_std: float = Field(0.03, ge=0, le=0.3)
+    blur_prob: float = Field(0.25, ge=0, le=1)
+    hflip: bool = False
+
+
+class ModelConfig(_Strict):
+    """Which network; the net itself is a plain ``nn.Module`` in ``models/nets.py``."""
+
+    arch: Literal["simple_cnn", "efficientnet_lite0", "resnet18"] = "simple_cnn"
+    pretrained: bool = False
+    normalize: Literal["fixed", "per_image"] = "fixed"
+    """``fixed``: pixels / 255. ``per_image``: zero mean, unit variance per image, so a darker
+    or flatter exposure from another machine reaches the network unchanged."""
+    dropout: float = Field(0.2, ge=0, lt=1)
+    width: int = Field(32, ge=4, le=256)
+    """Channels of the first block of ``simple_cnn`` (doubled per block)."""
+    freeze_blocks: int = Field(0, ge=0, le=16)
+    """``efficientnet_lite0``: keep the stem and this many first MBConv blocks at their ImageNet
+    weights. Generic edge filters need no retraining, and skipping their backward pass makes
+    an epoch about 30 % faster on CPU (bench/training_speed.py)."""
+
+
+class TrainConfig(_Strict):
+    """The optimisation and its stopping rule."""
+
+    epochs: int = Field(6, ge=1, le=500)
+    batch_size: int = Field(32, ge=1, le=1024)
+    lr: float = Field(1e-3, gt=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0, lt=1)
+    balance: Literal["none", "class_weights", "sampler"] = "none"
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
+    """``auto``: bf16 autocast where the hardware computes bf16 natively (AVX-512 BF16 / AMX, or a
+    GPU), fp32 elsewhere: on an AVX2-only CPU bf16 autocast is ~4x *slower* (bench/training_speed.py)."""
+    max_minutes: float | None = Field(None, gt=0)
+    """Hard wall-clock cap on training (Lightning's ``max_time``); the best checkpoint so far is kept."""
+    patience: int = Field(3, ge=1)
+    seed: int = 42
+    limit_train_batches: float | int = 1.0
+    """A fraction or a count of batches per epoch (Lightning's meaning); tests use it."""
+    num_workers: int = Field(0, ge=0)
+
+
+class ThresholdConfig(_Strict):
+    """How the decision threshold is chosen on the patient-level validation split."""
+
+    rule: Literal["min_sensitivity", "youden", "fixed"] = "min_sensitivity"
+    min_sensitivity: float = Field(0.97, gt=0, le=1)
+    """With ``min_sensitivity``: the highest threshold whose validation sensitivity is at least this."""
+    value: float = Field(0.5, gt=0, lt=1)
+    """With ``fixed``: this threshold, whatever validation says (the bootcamp's 0.5)."""
+
+
+class Config(_Strict):
+    """A whole training run: ``pneumoscope train --config`` reads one of these."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    threshold: ThresholdConfig = ThresholdConfig()
+
+    @model_validator(mode="after")
+    def _pretrained_needs_known_weights(self) -> "Config":
+        if self.model.freeze_blocks and self.model.arch != "efficientnet_lite0":
+            raise ValueError("model.freeze_blocks applies to efficientnet_lite0 only")
+        if self.model.pretrained and self.model.arch != "efficientnet_lite0":
+            raise ValueError(
+                "model.pretrained is only available for efficientnet_lite0 "
+                "(the one ImageNet backbone that ships offline)"
+            )
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def load_config(path: str | Path, **overrides: object) -> Config:
+    """Read and validate a YAML config; ``overrides`` are dotted keys, e.g. ``{"train.epochs": 1}``."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings, not {type(raw).__name__}")
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: dict, source: str = "<config>") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid config {source}: {problems}") from None

@@ -1,0 +1,286 @@
+"""The one image loader: every path (training cache, evaluation, prediction, the web app) reads
+pixels through :func:`decode_image`, so a fix here fixes them all.
+
+The pixel contract: a file becomes one grey ``uint8`` channel (0 = black), with DICOM rescale,
+VOI LUT and MONOCHROME1 inversion applied and deeper bit depths stretched linearly to 8 bits;
+then it is resized to a square with a plain (aspect-ignoring) resize, exactly as the shared
+224 x 224 training copies were made. Anything that cannot honour the contract is refused with
+an :class:`ImageLoadError` whose message names the problem; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated upload is an error, never half an X-ray
+
+DEFAULT_MAX_PIXELS = 80_000_000
+"""About 9,000 x 9,000: larger than any radiograph detector, far below what exhausts memory."""
+MIN_SIDE = 16
+MAX_ASPECT = 8.0
+DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
+
+
+class ImageLoadError(ValueError):
+    """An input that is not a usable image; ``str(err)`` is safe to show a user."""
+
+    code = "unreadable"
+
+
+class EmptyImageError(ImageLoadError):
+    code = "empty"
+
+
+class NotAnImageError(ImageLoadError):
+    code = "not_an_image"
+
+
+class CorruptImageError(ImageLoadError):
+    code = "corrupt"
+
+
+class ImageTooLargeError(ImageLoadError):
+    code = "too_large"
+
+
+class ImageSizeError(ImageLoadError):
+    code = "bad_size"
+
+
+class DicomError(ImageLoadError):
+    code = "dicom"
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded image before resizing, with what the out-of-distribution check needs."""
+
+    grey: np.ndarray
+    """uint8 (H, W); may be a reduced-resolution decode when ``reduce_to`` was given."""
+    original_size: tuple[int, int]
+    """(width, height) as stored in the file."""
+    colourfulness: float
+    """Hasler-Suesstrunk colourfulness of the RGB content (0 for grey images; photos score > 15)."""
+    format: str
+
+
+ImageSource = str | Path | bytes | bytearray | Image.Image | np.ndarray
+
+
+def decode_image(
+    source: ImageSource,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    reduce_to: int | None = None,
+) -> DecodedImage:
+    """Decode any supported source into grey uint8.
+
+    ``reduce_to`` lets JPEG decoding skip detail finer than that many pixels a side (DCT
+    scaling): decoding a 2,000 px radiograph for a 224 px network is then several times faster.
+    """
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    if isinstance(source, Image.Image):
+        return _from_pil(source, max_pixels, reduce_to, fmt="PIL")
+    data, name = _read_bytes(source)
+    if _looks_like_dicom(data, name):
+        return _from_dicom(data, max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image is too large to decode safely ({exc})") from None
+    except (UnidentifiedImageError, Image.DecompressionBombWarning):
+        raise NotAnImageError(
+            "file is not a readable image (expected PNG, JPEG, BMP, TIFF or DICOM)"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise CorruptImageError(f"image header is damaged: {exc}") from None
+    return _from_pil(image, max_pixels, reduce_to, fmt=image.format or "unknown")
+
+
+def resize_square(grey: np.ndarray, size: int) -> np.ndarray:
+    """Plain resize to ``size`` x ``size`` (no crop, aspect not kept), as the training copies were made."""
+    if grey.shape == (size, size):
+        return grey
+    return np.asarray(Image.fromarray(grey).resize((size, size), Image.Resampling.BICUBIC))
+
+
+def load_image(source: ImageSource, size: int = 224, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode and resize: the network's input as uint8 (size, size)."""
+    return resize_square(decode_image(source, max_pixels=max_pixels, reduce_to=size).grey, size)
+
+
+def _read_bytes(source: str | Path | bytes | bytearray) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray)):
+        data, name = bytes(source), ""
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ImageLoadError(f"file not found: {path.name}")
+        if not path.is_file():
+            raise ImageLoadError(f"not a file: {path.name}")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageLoadError(f"cannot read {path.name}: {exc.strerror}") from None
+        name = path.name
+    if not data:
+        raise EmptyImageError("file is empty (0 bytes)")
+    return data, name
+
+
+def _looks_like_dicom(data: bytes, name: str) -> bool:
+    return data[128:132] == b"DICM" or Path(name).suffix.lower() in DICOM_SUFFIXES
+
+
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image declares {width} x {height} pixels, over the budget of {max_pixels:,} "
+            "(refused as a possible decompression bomb)"
+        )
+    if min(width, height) < MIN_SIDE:
+        raise ImageSizeError(f"image is {width} x {height} pixels: too small to be a radiograph")
+    if max(width, height) / min(width, height) > MAX_ASPECT:
+        raise ImageSizeError(f"image is {width} x {height} pixels: aspect ratio is absurd for a radiograph")
+
+
+def _from_pil(image: Image.Image, max_pixels: int, reduce_to: int | None, fmt: str) -> DecodedImage:
+    width, height = image.size
+    _check_size(width, height, max_pixels)
+    try:
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)
+        if reduce_to and image.format == "JPEG":
+            image.draft(None, (reduce_to, reduce_to))
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image is too large to decode safely ({exc})") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise CorruptImageError(f"image data is truncated or corrupt: {exc}") from None
+    return _grey_from_decoded(image, (width, height), fmt)
+
+
+def _grey_from_decoded(image: Image.Image, size: tuple[int, int], fmt: str) -> DecodedImage:
+    mode = image.mode
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        grey = _stretch_to_uint8(np.asarray(image, dtype=np.float64))
+        return DecodedImage(grey, size, 0.0, fmt)
+    if mode == "L":
+        return DecodedImage(np.asarray(image, dtype=np.uint8).copy(), size, 0.0, fmt)
+    if mode == "1":
+        return DecodedImage(np.asarray(image.convert("L"), dtype=np.uint8), size, 0.0, fmt)
+    if mode in ("LA", "La"):
+        image = image.convert("L")
+        return DecodedImage(np.asarray(image, dtype=np.uint8).copy(), size, 0.0, fmt)
+    if mode == "RGBA" or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        rgb = Image.alpha_composite(background, rgba).convert("RGB")
+    else:
+        rgb = image.convert("RGB")
+    grey = np.asarray(rgb.convert("L"), dtype=np.uint8)
+    return DecodedImage(grey, size, colourfulness(np.asarray(rgb)), fmt)
+
+
+def colourfulness(rgb: np.ndarray) -> float:
+    """Hasler & Suesstrunk (2003) colourfulness; a radiograph saved as RGB scores about 0."""
+    step = max(1, max(rgb.shape[:2]) // 256)
+    small = rgb[::step, ::step].astype(np.float32)
+    rg = small[..., 0] - small[..., 1]
+    yb = 0.5 * (small[..., 0] + small[..., 1]) - small[..., 2]
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def _stretch_to_uint8(values: np.ndarray) -> np.ndarray:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise CorruptImageError("image holds no finite pixel values")
+    low, high = float(finite.min()), float(finite.max())
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    scaled = (np.nan_to_num(values, nan=low) - low) * (255.0 / (high - low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _from_array(array: np.ndarray) -> DecodedImage:
+    if array.ndim == 3 and array.shape[2] in (1, 3, 4):
+        if array.shape[2] == 1:
+            array = array[..., 0]
+    elif array.ndim != 2:
+        raise ImageSizeError(f"array of shape {array.shape} is not an image (expected H x W or H x W x 3)")
+    height, width = array.shape[:2]
+    _check_size(width, height, DEFAULT_MAX_PIXELS)
+    if array.ndim == 2:
+        grey = array if array.dtype == np.uint8 else _stretch_to_uint8(array.astype(np.float64))
+        return DecodedImage(np.ascontiguousarray(grey), (width, height), 0.0, "array")
+    rgb = array[..., :3]
+    if rgb.dtype != np.uint8:
+        rgb = _stretch_to_uint8(rgb.astype(np.float64))
+    return _grey_from_decoded(Image.fromarray(np.ascontiguousarray(rgb)), (width, height), "array")
+
+
+def _from_dicom(data: bytes, max_pixels: int) -> DecodedImage:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise DicomError(f"DICOM file cannot be parsed: {exc}") from None
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise DicomError("DICOM file has no pixel data (not an image object)")
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    _check_size(cols, rows, max_pixels)
+    if rows * cols * frames > max_pixels:
+        raise ImageTooLargeError(f"DICOM holds {frames} frames of {cols} x {rows}: over the pixel budget")
+    try:
+        pixels = ds.pixel_array
+    except NotImplementedError:
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        name = getattr(syntax, "name", str(syntax))
+        raise DicomError(
+            f"DICOM transfer syntax '{name}' cannot be decoded here "
+            "(install a pydicom pixel-data plugin such as pylibjpeg, or send an uncompressed DICOM)"
+        ) from None
+    except (RuntimeError, ValueError, AttributeError, TypeError, KeyError, OSError, EOFError) as exc:
+        raise DicomError(f"DICOM pixel data cannot be read: {exc}") from None
+    if frames > 1:
+        pixels = pixels[0]
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if pixels.ndim == 3:
+        if photometric.startswith("YBR"):
+            from pydicom.pixels import convert_color_space
+
+            pixels = convert_color_space(pixels, photometric, "RGB")
+        rgb = _stretch_to_uint8(pixels.astype(np.float64)) if pixels.dtype != np.uint8 else pixels
+        return _grey_from_decoded(Image.fromarray(np.ascontiguousarray(rgb[..., :3])), (cols, rows), "DICOM")
+    values = _dicom_values(ds, pixels)
+    grey = _stretch_to_uint8(values)
+    if photometric == "MONOCHROME1":
+        grey = 255 - grey
+    return DecodedImage(grey, (cols, rows), 0.0, "DICOM")
+
+
+def _dicom_values(ds: Any, pixels: np.ndarray) -> np.ndarray:
+    """Modality LUT (rescale slope/intercept) then the VOI LUT or window the file asks for."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        values = apply_modality_lut(pixels, ds)
+        if "VOILUTSequence" in ds or "WindowCenter" in ds:
+            values = apply_voi_lut(values, ds, index=0)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise DicomError(f"DICOM LUT or window cannot be applied: {exc}") from None
+    return np.asarray(values, dtype=np.float64)

@@ -1,0 +1,127 @@
+"""A model on disk: safetensors weights, the config, and ``model.json`` (threshold, calibration,
+out-of-distribution statistics, validation figures, and each file's SHA-256).
+
+A training run folder *is* a bundle, and so is the default model shipped in
+``pneumoscope/weights/default``. Loading never unpickles anything, and a file whose hash does
+not match ``model.json`` is refused: weights that were corrupted or swapped must not predict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from pneumoscope.config import Config, ConfigError, load_config
+from pneumoscope.models.nets import PneumoNet, build_net
+
+WEIGHTS = "model.safetensors"
+OOD = "ood.safetensors"
+CONFIG = "config.yaml"
+META = "model.json"
+CARD = "MODEL_CARD.md"
+FORMAT_VERSION = 1
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights" / "default"
+
+
+class ModelLoadError(RuntimeError):
+    """A model folder that is missing, incomplete, corrupt or tampered with."""
+
+
+@dataclass
+class Bundle:
+    config: Config
+    net: PneumoNet
+    meta: dict[str, Any]
+    ood: dict[str, torch.Tensor] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta["threshold"])
+
+    @property
+    def temperature(self) -> float:
+        return float(self.meta.get("temperature", 1.0))
+
+    @property
+    def image_size(self) -> int:
+        return self.config.data.image_size
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_bundle(
+    folder: str | Path,
+    config: Config,
+    net: PneumoNet,
+    meta: dict[str, Any],
+    ood: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write weights, config and metadata; hashes of the weight and config files go into ``model.json``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS))
+    (folder / CONFIG).write_text(config.to_yaml(), encoding="utf-8")
+    files = [WEIGHTS, CONFIG]
+    if ood:
+        save_file({k: v.detach().cpu().contiguous() for k, v in ood.items()}, str(folder / OOD))
+        files.append(OOD)
+    meta = {**meta, "format": FORMAT_VERSION, "files": {name: sha256_file(folder / name) for name in files}}
+    (folder / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return folder
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelLoadError(f"{folder} is not a pneumoscope model (no {META})") from None
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{folder / META} is corrupt: {exc}") from None
+    if not isinstance(meta, dict) or "threshold" not in meta or "files" not in meta:
+        raise ModelLoadError(f"{folder / META} lacks the threshold or the file hashes")
+    return meta
+
+
+def verify_files(folder: Path, meta: dict[str, Any]) -> None:
+    for name, expected in meta["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise ModelLoadError(f"model file missing: {path}")
+        if sha256_file(path) != expected:
+            raise ModelLoadError(f"model file {name} does not match its SHA-256 in {META}: corrupt or tampered with")
+
+
+def load_bundle(folder: str | Path | None = None) -> Bundle:
+    """Load a model folder (the bundled default when ``None``), verifying every file's hash."""
+    folder = Path(folder) if folder is not None else DEFAULT_MODEL_DIR
+    if not folder.is_dir():
+        raise ModelLoadError(f"model folder not found: {folder}")
+    meta = read_meta(folder)
+    verify_files(folder, meta)
+    try:
+        config = load_config(folder / CONFIG)
+    except ConfigError as exc:
+        raise ModelLoadError(str(exc)) from None
+    net = build_net(config.model.model_copy(update={"pretrained": False}), config.data.image_size)
+    try:
+        state = load_file(str(folder / WEIGHTS))
+        net.load_state_dict(state)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"weights in {folder / WEIGHTS} do not fit the configured network: {exc}") from None
+    net.eval()
+    ood = load_file(str(folder / OOD)) if (folder / OOD).is_file() else {}
+    return Bundle(config=config, net=net, meta=meta, ood=ood, path=folder)

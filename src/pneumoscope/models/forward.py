@@ -1,0 +1,30 @@
+"""Run a network over uint8 images in batches: logits and, on request, penultimate features.
+
+Shared by training (threshold, calibration and OOD fitting) and the Predictor's PyTorch path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pneumoscope.models.nets import PneumoNet
+
+
+@torch.inference_mode()
+def forward_images(
+    net: PneumoNet, images: np.ndarray, batch_size: int = 64, features: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``images``: uint8 (N, S, S). Returns logits (N,) and features (N, D) or None."""
+    net.eval()
+    logits, feats = [], []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).float().unsqueeze(1)
+        batch = batch.contiguous(memory_format=torch.channels_last)
+        if features:
+            embedded = net.embed(batch)
+            feats.append(embedded.float().numpy())
+            logits.append(net.classify(embedded).float().numpy())
+        else:
+            logits.append(net(batch).float().numpy())
+    return np.concatenate(logits) if logits else np.zeros(0), (np.concatenate(feats) if features else None)

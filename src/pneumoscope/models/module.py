@@ -1,0 +1,113 @@
+"""The LightningModule: loss, class balancing, augmentation, metrics and the optimiser.
+
+The network itself is a plain ``nn.Module`` (``nets.py``); this file only says how to train it.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
+
+from pneumoscope.config import Config
+from pneumoscope.models.augment import augment_batch
+from pneumoscope.models.nets import build_net
+
+
+class PneumoniaModule(L.LightningModule):
+    def __init__(self, config: Config, class_counts: tuple[int, int] | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.net = build_net(config.model, config.data.image_size)
+        counts = torch.tensor(class_counts or (1, 1), dtype=torch.float32)
+        # Weight each class by N / (2 * count): both classes then carry equal total weight.
+        self.register_buffer("class_weights", counts.sum() / (2 * counts), persistent=False)
+        self.train_auc, self.val_auc = BinaryAUROC(), BinaryAUROC()
+        self.train_acc, self.val_acc = BinaryAccuracy(), BinaryAccuracy()
+        self.best_auc = -1.0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_epoch = -1
+        self.train_loss_mean, self.val_loss_mean = MeanMetric(), MeanMetric()
+        self.history: list[dict[str, float]] = []
+        self._last_val: dict[str, float] = {}
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net(pixels)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        smoothing = self.config.train.label_smoothing
+        targets = labels.float() * (1 - smoothing) + 0.5 * smoothing
+        losses = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
+        if self.config.train.balance == "class_weights":
+            weights = self.class_weights[labels]
+            return (losses * weights).sum() / weights.sum()
+        return losses.mean()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        pixels = augment_batch(images.float(), self.config.augment)
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
+        logits = self(pixels)
+        loss = self._loss(logits, labels)
+        probs = torch.sigmoid(logits.detach().float())
+        self.train_auc.update(probs, labels)
+        self.train_acc.update(probs, labels)
+        self.train_loss_mean.update(loss.detach())
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(labels))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        row = {
+            "epoch": self.current_epoch,
+            "train_loss": float(self.train_loss_mean.compute()),
+            "train_auc": float(self.train_auc.compute()),
+            "train_acc": float(self.train_acc.compute()),
+            **self._last_val,
+        }
+        self.log("train_auc", row["train_auc"], sync_dist=True)
+        self.log("train_acc", row["train_acc"], sync_dist=True)
+        for metric in (self.train_auc, self.train_acc, self.train_loss_mean):
+            metric.reset()
+        self.history.append(row)
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_loss_mean.reset()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        logits = self(images.float().contiguous(memory_format=torch.channels_last))
+        loss = self._loss(logits, labels)
+        self.val_loss_mean.update(loss, len(labels))
+        probs = torch.sigmoid(logits.float())
+        self.val_auc.update(probs, labels)
+        self.val_acc.update(probs, labels)
+        self.log("val_loss", loss, prog_bar=False, on_epoch=True, batch_size=len(labels), sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        auc = self.val_auc.compute()
+        self._last_val = {
+            "val_loss": float(self.val_loss_mean.compute()),
+            "val_auc": float(auc),
+            "val_acc": float(self.val_acc.compute()),
+        }
+        self.log("val_auc", auc, prog_bar=True, sync_dist=True)
+        self.log("val_acc", self._last_val["val_acc"], prog_bar=True, sync_dist=True)
+        self.val_auc.reset()
+        self.val_acc.reset()
+        if not self.trainer.sanity_checking and float(auc) > self.best_auc:
+            self.best_auc, self.best_epoch = float(auc), self.current_epoch
+            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.net.state_dict().items()})
+
+    def configure_optimizers(self):
+        cfg = self.config.train
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps = self.trainer.estimated_stepping_batches
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=max(1, int(steps)), pct_start=0.15, anneal_strategy="cos"
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
