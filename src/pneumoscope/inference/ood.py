@@ -18,8 +18,8 @@ from pneumoscope.data.images import DecodedImage
 
 MAX_COLOURFULNESS = 10.0
 """Hasler-Suesstrunk colourfulness; grey radiographs score ~0, tinted scans a few, photos > 15."""
-ASPECT_RANGE = (0.5, 2.0)
-"""Width / height of any chest radiograph we know of lies well inside this."""
+ASPECT_RANGE = (0.33, 3.5)
+"""Width / height: the Kermany originals alone span 1.03 to 2.93, so only absurd shapes are refused."""
 DISTANCE_QUANTILE = 0.995
 
 

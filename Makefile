@@ -1,0 +1,29 @@
+# Two commands do everything on a fresh machine with Python 3.11 and pip:
+#   make app    set up, then serve the web app on the bundled model (http://127.0.0.1:7860)
+#   make test   set up (including headless Chromium for the browser test), then run every test
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup app test bench browser
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+app: setup
+	$(BIN)/pneumoscope serve
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: setup browser
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	for script in bench/*.py; do $(BIN)/python $$script; done
