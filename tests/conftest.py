@@ -36,3 +36,23 @@ def normal_original(originals: Path) -> Path:
 @pytest.fixture(scope="session")
 def pneumonia_original(originals: Path) -> Path:
     return sorted((originals / "PNEUMONIA").iterdir())[0]
+
+
+@pytest.fixture(scope="session")
+def small_collection(chest_xray: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small Kaggle-layout tree of *symlinks* to real training images (nothing copied):
+    the first 60 patients of each class, enough for a training run to take seconds."""
+    from pneumoscope.data.collection import patient_of
+
+    root = tmp_path_factory.mktemp("small") / "chest_xray"
+    for class_name in ("NORMAL", "PNEUMONIA"):
+        target = root / "train" / class_name
+        target.mkdir(parents=True)
+        patients: set[str] = set()
+        for path in sorted((chest_xray / "train" / class_name).iterdir()):
+            patient, _ = patient_of(path.name)
+            if patient not in patients and len(patients) >= 60:
+                continue
+            patients.add(patient)
+            (target / path.name).symlink_to(path)
+    return root

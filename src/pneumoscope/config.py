@@ -32,6 +32,9 @@ class DataConfig(_Strict):
     image_size: int = Field(224, ge=32, le=1024)
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     split_seed: int = 42
+    split_level: Literal["patient", "image"] = "patient"
+    """``image`` splits images at random, so one patient's radiographs can fall on both sides:
+    wrong for real training, kept only so the leakage study can measure what it overstates."""
     max_pixels: int = Field(80_000_000, ge=1)
     """Pixel budget per decoded image; larger declared sizes are refused as decompression bombs."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -190,6 +192,9 @@ def train(
         "devices": str(devices),
         "num_nodes": num_nodes,
         "class_counts_train": list(counts),
+        "seed": config.train.seed,
+        "split_seed": config.data.split_seed,
+        "command": "pneumoscope " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None,
     })
     return run_dir
 
@@ -201,6 +206,7 @@ def finalize(config: Config, net: Any, datamodule: Any, run_dir: Path, extra: di
 
     from pneumoscope.inference.ood import fit_feature_model
     from pneumoscope.models.bundle import save_bundle
+    from pneumoscope.models.card import write_card
     from pneumoscope.models.forward import forward_images
 
     net = net.float().eval()
@@ -242,6 +248,7 @@ def finalize(config: Config, net: Any, datamodule: Any, run_dir: Path, extra: di
         "training": extra,
     }
     save_bundle(run_dir, config, net, meta, ood=ood_stats)
+    write_card(run_dir)
     (run_dir / "summary.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     torch.set_grad_enabled(True)
     return meta

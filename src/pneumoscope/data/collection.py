@@ -166,6 +166,24 @@ def patient_split(
     return [replace(r, split="val" if r.patient in val_patients else "train") for r in records]
 
 
+def image_split(
+    records: list[Record], val_fraction: float = 0.15, seed: int = 42
+) -> list[Record]:
+    """Assign ``train``/``val`` per *image*, stratified by class: the leaky split.
+
+    Same share of images per class in validation as :func:`patient_split`, but a patient's
+    radiographs can land on both sides. It exists only to measure the leakage (the study in
+    ``pneumoscope.evaluation.leakage``); never train a model meant for use with it.
+    """
+    rng = np.random.default_rng(seed)
+    val_paths: set[str] = set()
+    for label in range(len(CLASS_NAMES)):
+        paths = sorted(r.path for r in records if r.label == label)
+        count = int(np.ceil(val_fraction * len(paths))) if paths else 0
+        val_paths.update(paths[i] for i in rng.permutation(len(paths))[:count])
+    return [replace(r, split="val" if r.path in val_paths else "train") for r in records]
+
+
 def write_manifest(records: list[Record], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ an :class:`ImageLoadError` whose message names the problem; nothing else escapes
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,16 +95,22 @@ def decode_image(
         return _from_dicom(data, max_pixels)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow's own warning threshold (~89 Mpx) must not decide: ``max_pixels`` is the
+            # budget, enforced by ``_check_size`` from the header before any pixel is decoded.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"image is too large to decode safely ({exc})") from None
-    except (UnidentifiedImageError, Image.DecompressionBombWarning):
+        raise ImageTooLargeError(f"image is too large to decode safely ({_describe(exc)})") from None
+    except UnidentifiedImageError:
         raise NotAnImageError(
             "file is not a readable image (expected PNG, JPEG, BMP, TIFF or DICOM)"
         ) from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise CorruptImageError(f"image header is damaged: {exc}") from None
+    except MemoryError:
+        raise ImageTooLargeError("image header asks for more memory than is available") from None
+    except Exception as exc:  # noqa: BLE001
+        # Pillow's format plugins raise TypeError, IndexError, struct.error,
+        # NotImplementedError, ... on damaged headers (found by tests/test_fuzz_loader.py).
+        raise CorruptImageError(f"image header is damaged: {_describe(exc)}") from None
     return _from_pil(image, max_pixels, reduce_to, fmt=image.format or "unknown")
 
 
@@ -138,6 +145,16 @@ def _read_bytes(source: str | Path | bytes | bytearray) -> tuple[bytes, str]:
     return data, name
 
 
+_OBJECT_REPR = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
+def _describe(exc: BaseException) -> str:
+    """A parser's exception as one short line for a user: no memory addresses, no newlines."""
+    text = " ".join(_OBJECT_REPR.sub("", str(exc)).split())
+    text = text or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def _looks_like_dicom(data: bytes, name: str) -> bool:
     return data[128:132] == b"DICM" or Path(name).suffix.lower() in DICOM_SUFFIXES
 
@@ -165,9 +182,13 @@ def _from_pil(image: Image.Image, max_pixels: int, reduce_to: int | None, fmt: s
         image.load()
         image = ImageOps.exif_transpose(image)
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"image is too large to decode safely ({exc})") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise CorruptImageError(f"image data is truncated or corrupt: {exc}") from None
+        raise ImageTooLargeError(f"image is too large to decode safely ({_describe(exc)})") from None
+    except MemoryError:
+        raise ImageTooLargeError(f"image of {width} x {height} pixels needs more memory than is available") from None
+    except Exception as exc:  # noqa: BLE001
+        # Decoders raise OSError for most damage but also IndexError (QOI), struct.error
+        # (GIF frame count), TypeError (TIFF offsets): all mean the same to the user.
+        raise CorruptImageError(f"image data is truncated or corrupt: {_describe(exc)}") from None
     return _grey_from_decoded(image, (width, height), fmt)
 
 
@@ -231,13 +252,36 @@ def _from_array(array: np.ndarray) -> DecodedImage:
 
 
 def _from_dicom(data: bytes, max_pixels: int) -> DecodedImage:
+    """Decode a DICOM file; every failure of the parser becomes a :class:`DicomError`.
+
+    pydicom parses elements lazily, so a damaged element (an unknown VR, a value whose length
+    does not fit its type) raises only when it is first read, from anywhere below, and with
+    whatever exception type the converter used (NotImplementedError, BytesLengthException,
+    struct.error, ...: found by tests/test_fuzz_loader.py).
+    """
+    try:
+        return _decode_dicom(data, max_pixels)
+    except ImageLoadError:
+        raise
+    except MemoryError:
+        raise ImageTooLargeError("DICOM pixel data needs more memory than is available") from None
+    except Exception as exc:  # noqa: BLE001
+        raise DicomError(f"DICOM file is damaged or unsupported: {_describe(exc)}") from None
+
+
+def _transfer_syntax_name(ds: Any) -> str:
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    return str(getattr(syntax, "name", syntax) or "unknown transfer syntax")
+
+
+def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
     except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise DicomError(f"DICOM file cannot be parsed: {exc}") from None
+        raise DicomError(f"DICOM file cannot be parsed: {_describe(exc)}") from None
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise DicomError("DICOM file has no pixel data (not an image object)")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
@@ -248,14 +292,16 @@ def _from_dicom(data: bytes, max_pixels: int) -> DecodedImage:
     try:
         pixels = ds.pixel_array
     except NotImplementedError:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        name = getattr(syntax, "name", str(syntax))
         raise DicomError(
-            f"DICOM transfer syntax '{name}' cannot be decoded here "
+            f"DICOM transfer syntax '{_transfer_syntax_name(ds)}' cannot be decoded here "
             "(install a pydicom pixel-data plugin such as pylibjpeg, or send an uncompressed DICOM)"
         ) from None
     except (RuntimeError, ValueError, AttributeError, TypeError, KeyError, OSError, EOFError) as exc:
-        raise DicomError(f"DICOM pixel data cannot be read: {exc}") from None
+        # Compressed pixel data that the available plugins cannot decode lands here too
+        # (RuntimeError listing every plugin's failure): name the transfer syntax.
+        raise DicomError(
+            f"DICOM pixel data ({_transfer_syntax_name(ds)}) cannot be decoded: {_describe(exc)}"
+        ) from None
     if frames > 1:
         pixels = pixels[0]
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
@@ -282,5 +328,5 @@ def _dicom_values(ds: Any, pixels: np.ndarray) -> np.ndarray:
         if "VOILUTSequence" in ds or "WindowCenter" in ds:
             values = apply_voi_lut(values, ds, index=0)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise DicomError(f"DICOM LUT or window cannot be applied: {exc}") from None
+        raise DicomError(f"DICOM LUT or window cannot be applied: {_describe(exc)}") from None
     return np.asarray(values, dtype=np.float64)

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from pneumoscope.config import Config
 from pneumoscope.data.cache import cached_images
-from pneumoscope.data.collection import Record, patient_split, read_manifest, records_for, require_both_classes, write_manifest
+from pneumoscope.data.collection import Record, image_split, patient_split, read_manifest, records_for, require_both_classes, write_manifest
 
 
 class ImageArrayDataset(Dataset):
@@ -33,10 +33,14 @@ class ImageArrayDataset(Dataset):
 
 
 def make_split(config: Config, root: str | Path | None = None) -> list[Record]:
-    """Patient-level train/val split of the training folder of ``root`` (or the config's root)."""
+    """Train/val split of the training folder of ``root`` (or the config's root).
+
+    Patient-level unless ``data.split_level`` is ``image`` (the leakage study's leaky variant).
+    """
     records = records_for(root or config.data.root, "train")
     require_both_classes(records, f"{root or config.data.root} (train)")
-    return patient_split(records, config.data.val_fraction, config.data.split_seed)
+    split = image_split if config.data.split_level == "image" else patient_split
+    return split(records, config.data.val_fraction, config.data.split_seed)
 
 
 class XRayDataModule(L.LightningDataModule):

@@ -1,0 +1,490 @@
+"""``pneumoscope evaluate`` and ``pneumoscope compare``: a model (or several) on a labelled folder.
+
+The images are listed and checked *before* any model is loaded, so a wrong folder is reported
+at once; every model scores through :func:`~pneumoscope.evaluation.scoring.score_paths` and every
+number comes from :func:`~pneumoscope.evaluation.metrics.compute_metrics`, so ``evaluate`` and
+``compare`` cannot disagree about the same model on the same images.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pneumoscope.config import CLASS_NAMES, ConfigError
+from pneumoscope.data.collection import Record, records_for, require_both_classes
+from pneumoscope.evaluation import figures
+from pneumoscope.evaluation.metrics import compute_metrics, paired_bootstrap_difference
+from pneumoscope.evaluation.scoring import score_paths
+from pneumoscope.models.bundle import Bundle, load_bundle
+
+EVALUATE_FILES = (
+    "metrics.json",
+    "classification_report.txt",
+    "predictions.csv",
+    "confusion_matrix.png",
+    "roc.png",
+    "pr.png",
+    "calibration.png",
+    "score_histograms.png",
+    "confident_errors.png",
+    "report.md",
+)
+"""What ``evaluate`` writes into its output folder."""
+
+SMALL_SET = 100
+"""Below this many images, the report warns that its numbers are indicative only."""
+
+
+@dataclass
+class EvaluationSet:
+    """The labelled images of one evaluation: read once, shared by every model compared."""
+
+    root: Path
+    split: str
+    records: list[Record]
+
+    @property
+    def paths(self) -> list[str]:
+        return [r.path for r in self.records]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([r.label for r in self.records], dtype=int)
+
+    @property
+    def patients(self) -> list[str]:
+        return [r.patient for r in self.records]
+
+    def describe(self) -> dict[str, Any]:
+        return {"root": str(self.root), "split": self.split, "n_images": len(self.records),
+                "n_patients": len(set(self.patients))}
+
+
+def load_evaluation_set(root: str | Path, split: str = "test") -> EvaluationSet:
+    """The records of ``split`` (or of a plain NORMAL/ PNEUMONIA/ folder), both classes required.
+
+    Raises :class:`~pneumoscope.data.collection.CollectionError` for a missing folder, a missing
+    split or an empty class: each is a one-line error on the command line.
+    """
+    root = Path(root)
+    records = records_for(root, split)
+    name = records[0].split if records else split
+    where = str(root) if name == "all" else f"{root} ({name})"
+    require_both_classes(records, where)
+    return EvaluationSet(root, "folder" if name == "all" else name, records)
+
+
+def _threshold(bundle: Bundle, override: float | None) -> tuple[float, str]:
+    if override is None:
+        return bundle.threshold, "model"
+    if not (math.isfinite(override) and 0.0 <= override <= 1.0):
+        raise ConfigError(f"threshold {override} is not a probability between 0 and 1")
+    return float(override), "override"
+
+
+def _model_name(bundle: Bundle, fallback: str) -> str:
+    return str(bundle.meta.get("name") or (bundle.path.name if bundle.path else fallback))
+
+
+def _model_info(bundle: Bundle, source: str | Path | None) -> dict[str, Any]:
+    validation = bundle.meta.get("validation", {})
+    return {
+        "name": _model_name(bundle, "model"),
+        "path": str(bundle.path) if bundle.path else str(source),
+        "bundled_default": source is None,
+        "arch": bundle.config.model.arch,
+        "image_size": bundle.image_size,
+        "temperature": bundle.temperature,
+        "stored_threshold": bundle.threshold,
+        "threshold_rule": bundle.meta.get("threshold_rule"),
+        "validation_auc": validation.get("auc"),
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN (an interval no resample could estimate) becomes ``null``: strict JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _write_json(data: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _ci(interval: Sequence[float | None]) -> str:
+    low, high = interval
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "n/a"
+    return f"[{low:.3f}, {high:.3f}]"
+
+
+def evaluate(
+    root: str | Path,
+    split: str = "test",
+    model: str | Path | None = None,
+    out: str | Path = "evaluation",
+    threshold: float | None = None,
+    *,
+    n_boot: int = 1000,
+    progress: bool = True,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Score ``model`` (the bundled default when ``None``) on ``root``'s ``split``; write
+    metrics, figures and ``report.md`` into ``out``; print a compact table. Returns the metrics.
+
+    Metrics are taken at the model's stored threshold unless ``threshold`` overrides it.
+    """
+    data = load_evaluation_set(root, split)
+    bundle = load_bundle(model)
+    used_threshold, source = _threshold(bundle, threshold)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    probs = score_paths(bundle, data.paths, progress=progress)
+    labels = data.labels
+    metrics = compute_metrics(labels, probs, used_threshold, data.patients, n_boot=n_boot)
+    result = {
+        **metrics,
+        "threshold_source": source,
+        "model": _model_info(bundle, model),
+        "data": data.describe(),
+    }
+    _write_json(result, out / "metrics.json")
+    _write_classification_report(labels, probs, used_threshold, out / "classification_report.txt")
+    _write_predictions(data, {"prob": probs}, out / "predictions.csv", threshold=used_threshold)
+
+    name = result["model"]["name"]
+    figures.plot_confusion_matrix(metrics["confusion_matrix"], out / "confusion_matrix.png",
+                                  f"{name} at threshold {used_threshold:.3f}")
+    curve = [(name, labels, probs, used_threshold)]
+    figures.plot_roc(curve, out / "roc.png")
+    figures.plot_pr(curve, out / "pr.png")
+    figures.plot_calibration(labels, probs, out / "calibration.png", ece=metrics["ece"])
+    figures.plot_score_histograms(labels, probs, used_threshold, out / "score_histograms.png")
+    figures.plot_error_gallery(data.paths, labels, probs, used_threshold, out / "confident_errors.png")
+    (out / "report.md").write_text(_report_markdown(result, out), encoding="utf-8")
+    if not quiet:
+        print(summary_table(result))
+        print(f"report: {out / 'report.md'}")
+    return result
+
+
+def _write_classification_report(labels: np.ndarray, probs: np.ndarray, threshold: float, path: Path) -> None:
+    from sklearn.metrics import classification_report
+
+    from pneumoscope.evaluation.metrics import predictions
+
+    text = classification_report(
+        labels, predictions(probs, threshold), labels=[0, 1], target_names=list(CLASS_NAMES), digits=4, zero_division=0
+    )
+    path.write_text(f"threshold {threshold:.4f}\n\n{text}", encoding="utf-8")
+
+
+def _write_predictions(
+    data: EvaluationSet, probs: dict[str, np.ndarray], path: Path, threshold: float | None = None
+) -> None:
+    """One row per image: what was scored, so any number of the report can be re-derived."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        header = ["path", "patient", "label", "class"] + [k for k in probs]
+        if threshold is not None:
+            header += ["predicted", "correct"]
+        writer.writerow(header)
+        for index, record in enumerate(data.records):
+            row: list[Any] = [record.path, record.patient, record.label, record.class_name]
+            row += [f"{float(p[index]):.6f}" for p in probs.values()]
+            if threshold is not None:
+                predicted = int(next(iter(probs.values()))[index] >= threshold)
+                row += [predicted, int(predicted == record.label)]
+            writer.writerow(row)
+
+
+def summary_table(result: dict[str, Any]) -> str:
+    """The compact table printed at the end of ``evaluate``."""
+    data = result["data"]
+    (tn, fp), (fn, tp) = result["confusion_matrix"]
+    lines = [
+        f"{result['model']['name']} on {data['root']} [{data['split']}]: {result['n']} images "
+        f"({result['n_normal']} NORMAL, {result['n_pneumonia']} PNEUMONIA, {data['n_patients']} patients)",
+        f"threshold {result['threshold']:.4f} ({'overridden' if result['threshold_source'] == 'override' else 'stored with the model'})",
+        f"  {'AUC':<12} {result['auc']:.4f}  95% CI {_ci(result['auc_ci95'])}",
+        f"  {'accuracy':<12} {result['accuracy']:.4f}  95% CI {_ci(result['accuracy_ci95'])}",
+    ]
+    for key, label in (("sensitivity", "sensitivity"), ("specificity", "specificity"), ("precision", "precision"),
+                       ("f1", "F1"), ("brier", "Brier"), ("ece", "ECE")):
+        lines.append(f"  {label:<12} {result[key]:.4f}")
+    lines.append(f"  {'confusion':<12} TN {tn}  FP {fp}  |  FN {fn}  TP {tp}")
+    return "\n".join(lines)
+
+
+def _reading(result: dict[str, Any]) -> list[str]:
+    """A short plain-language reading of the numbers, for someone who does not read ROC curves."""
+    (tn, fp), (fn, tp) = result["confusion_matrix"]
+    n, n_normal, n_pneu = result["n"], result["n_normal"], result["n_pneumonia"]
+    lines = [
+        f"Of the {n_pneu} radiographs with pneumonia, the model flagged {tp} ({result['sensitivity']:.0%}) "
+        f"and missed {fn}.",
+        f"Of the {n_normal} normal radiographs, it cleared {tn} ({result['specificity']:.0%}) "
+        f"and raised {fp} false alarm{'s' if fp != 1 else ''}.",
+        f"When it says PNEUMONIA it is right {result['precision']:.0%} of the time; this depends on how "
+        f"common pneumonia is in the set ({n_pneu / n:.0%} here) and will differ elsewhere.",
+        f"AUC {result['auc']:.3f}: given one pneumonia and one normal radiograph, the model scores the "
+        f"pneumonia one higher {result['auc']:.0%} of the time, whatever the threshold.",
+        f"Calibration: ECE {result['ece']:.3f}, i.e. within a probability band the stated probability and the "
+        f"observed share of pneumonia differ by about {100 * result['ece']:.1f} points on average "
+        f"(Brier {result['brier']:.3f}; 0 is perfect, 0.25 is a constant 50 %).",
+    ]
+    if result["sensitivity"] - result["specificity"] > 0.25:
+        lines.append("The model leans towards PNEUMONIA: most of its errors are false alarms on normal "
+                     "radiographs, the typical weakness of a model trained on the imbalanced data as it is.")
+    elif result["specificity"] - result["sensitivity"] > 0.25:
+        lines.append("The model leans towards NORMAL: missed pneumonias are its dominant error, the costlier one.")
+    lines.append(
+        f"The 95 % intervals resample the {result['n_patients']} patients ({result['n_boot']} resamples), "
+        "not the images, since one patient's radiographs are not independent evidence."
+    )
+    if n < SMALL_SET:
+        lines.append(f"With only {n} images these numbers are indicative at best: note how wide the intervals are.")
+    if result["threshold_source"] == "override":
+        lines.append(f"The threshold was overridden; the model's own is {result['model']['stored_threshold']:.4f}.")
+    return lines
+
+
+def _report_markdown(result: dict[str, Any], out: Path) -> str:
+    model, data = result["model"], result["data"]
+    (tn, fp), (fn, tp) = result["confusion_matrix"]
+    report = (out / "classification_report.txt").read_text(encoding="utf-8")
+    rows = [
+        ("AUC", result["auc"], _ci(result["auc_ci95"])),
+        ("accuracy", result["accuracy"], _ci(result["accuracy_ci95"])),
+        ("sensitivity (PNEUMONIA recall)", result["sensitivity"], ""),
+        ("specificity (NORMAL recall)", result["specificity"], ""),
+        ("precision (PNEUMONIA)", result["precision"], ""),
+        ("F1 (PNEUMONIA)", result["f1"], ""),
+        ("average precision", result["average_precision"], ""),
+        ("Brier score", result["brier"], ""),
+        (f"ECE ({result['ece_bins']} bins)", result["ece"], ""),
+    ]
+    table = "\n".join(f"| {name} | {value:.4f} | {ci} |" for name, value, ci in rows)
+    reading = "\n".join(f"- {line}" for line in _reading(result))
+    threshold_note = "stored with the model"
+    if result["threshold_source"] == "override":
+        threshold_note = f"overridden (the model's own: {model['stored_threshold']:.4f})"
+    return f"""# Evaluation of `{model['name']}` on {data['split']}
+
+- Model: `{model['path']}` ({model['arch']}, {model['image_size']} px, temperature {model['temperature']:.3f})
+- Images: `{data['root']}` [{data['split']}]: {result['n']} ({result['n_normal']} NORMAL,
+  {result['n_pneumonia']} PNEUMONIA) from {data['n_patients']} patients
+- Threshold: {result['threshold']:.4f}, {threshold_note}
+
+Research and education only; not a medical device.
+
+## Reading
+
+{reading}
+
+## Metrics
+
+| metric | value | 95 % CI (patient bootstrap) |
+|---|---:|---|
+{table}
+
+Confusion matrix (rows true, columns predicted): TN {tn}, FP {fp}, FN {fn}, TP {tp}.
+
+![confusion matrix](confusion_matrix.png)
+
+## Per class (scikit-learn)
+
+```
+{report.rstrip()}
+```
+
+## ROC and precision-recall
+
+The dot on each curve is the operating point at the threshold above.
+
+![ROC](roc.png) ![precision-recall](pr.png)
+
+## Calibration
+
+![calibration](calibration.png)
+
+## Scores per true class
+
+![score histograms](score_histograms.png)
+
+## Most confident errors
+
+Normal radiographs scored most surely as pneumonia, and pneumonia radiographs scored most surely
+as normal: the first place to look for label noise, artefacts or a systematic blind spot.
+
+![most confident errors](confident_errors.png)
+
+Every image's probability is in `predictions.csv`; every number above is in `metrics.json`.
+"""
+
+
+def compare(
+    models: Sequence[str | Path | None],
+    root: str | Path,
+    split: str = "test",
+    out: str | Path = "comparison",
+    *,
+    n_boot: int = 1000,
+    progress: bool = True,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Several models on the same images: a table, side-by-side confusion matrices, overlaid
+    ROC and precision-recall curves, and each model's difference from the first (paired
+    patient-level bootstrap). List the reference (e.g. the baseline) first."""
+    if not models:
+        raise ConfigError("compare needs at least one model")
+    data = load_evaluation_set(root, split)
+    bundles = [load_bundle(m) for m in models]  # every model checked before any is scored
+    names = _unique_names([_model_name(b, str(m)) for b, m in zip(bundles, models)],
+                          [str(b.path or m) for b, m in zip(bundles, models)])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    labels, patients = data.labels, data.patients
+
+    entries: list[dict[str, Any]] = []
+    all_probs: dict[str, np.ndarray] = {}
+    for name, bundle, source in zip(names, bundles, models):
+        probs = score_paths(bundle, data.paths, progress=progress)
+        metrics = compute_metrics(labels, probs, bundle.threshold, patients, n_boot=n_boot)
+        entries.append({"name": name, "model": _model_info(bundle, source), "metrics": metrics})
+        all_probs[name] = probs
+    reference = entries[0]
+    for entry in entries[1:]:
+        entry["difference_from_first"] = paired_bootstrap_difference(
+            labels, all_probs[reference["name"]], all_probs[entry["name"]],
+            reference["metrics"]["threshold"], entry["metrics"]["threshold"], patients, n_boot=n_boot,
+        )
+    result = {"data": data.describe(), "reference": reference["name"], "models": entries}
+    _write_json(result, out / "comparison.json")
+    _write_predictions(data, {f"prob_{n}": p for n, p in all_probs.items()}, out / "predictions.csv")
+    figures.plot_confusion_matrices(
+        [(f"{e['name']} (t={e['metrics']['threshold']:.3f})", e["metrics"]["confusion_matrix"]) for e in entries],
+        out / "confusion_matrices.png",
+    )
+    curves = [(e["name"], labels, all_probs[e["name"]], e["metrics"]["threshold"]) for e in entries]
+    figures.plot_roc(curves, out / "roc.png")
+    figures.plot_pr(curves, out / "pr.png")
+    (out / "comparison.md").write_text(_comparison_markdown(result), encoding="utf-8")
+    if not quiet:
+        print(comparison_table(result))
+        print(f"report: {out / 'comparison.md'}")
+    return result
+
+
+def _unique_names(names: list[str], paths: list[str]) -> list[str]:
+    """Model names, with the folder name added where two models share a name."""
+    out = []
+    for index, (name, path) in enumerate(zip(names, paths)):
+        if names.count(name) > 1:
+            name = f"{name} ({Path(path).name})"
+        while name in out:
+            name = f"{name} #{index + 1}"
+        out.append(name)
+    return out
+
+
+_COMPARE_ROWS = (
+    ("auc", "AUC"), ("accuracy", "accuracy"), ("sensitivity", "sensitivity"),
+    ("specificity", "specificity (NORMAL recall)"), ("precision", "precision"), ("f1", "F1"),
+    ("brier", "Brier"), ("ece", "ECE"), ("threshold", "threshold"),
+)
+
+
+def comparison_table(result: dict[str, Any]) -> str:
+    """The side-by-side table printed at the end of ``compare``."""
+    entries = result["models"]
+    width = max(12, *(len(e["name"]) for e in entries))
+    data = result["data"]
+    lines = [f"{data['root']} [{data['split']}]: {data['n_images']} images, {data['n_patients']} patients",
+             f"{'':<28}" + "".join(f"{e['name']:>{width + 2}}" for e in entries)]
+    for key, label in _COMPARE_ROWS:
+        lines.append(f"{label:<28}" + "".join(f"{e['metrics'][key]:>{width + 2}.4f}" for e in entries))
+    lines.append(f"{'TN FP / FN TP':<28}" + "".join(
+        f"{'{} {} / {} {}'.format(*e['metrics']['confusion_matrix'][0], *e['metrics']['confusion_matrix'][1]):>{width + 2}}"
+        for e in entries))
+    return "\n".join(lines)
+
+
+def _comparison_markdown(result: dict[str, Any]) -> str:
+    entries = result["models"]
+    data = result["data"]
+    header = "| metric | " + " | ".join(f"`{e['name']}`" for e in entries) + " |"
+    rule = "|---|" + "---:|" * len(entries)
+    rows = []
+    for key, label in _COMPARE_ROWS:
+        cells = []
+        for e in entries:
+            m = e["metrics"]
+            ci = f" {_ci(m[key + '_ci95'])}" if key + "_ci95" in m else ""
+            cells.append(f"{m[key]:.4f}{ci}")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    rows.append("| TN FP / FN TP | " + " | ".join(
+        "{} {} / {} {}".format(*e["metrics"]["confusion_matrix"][0], *e["metrics"]["confusion_matrix"][1])
+        for e in entries) + " |")
+    story = []
+    first = entries[0]
+    for e in entries[1:]:
+        d = e["difference_from_first"]
+        a, b = first["metrics"], e["metrics"]
+        story.append(
+            f"- `{e['name']}` vs `{first['name']}`: NORMAL recall (specificity) {a['specificity']:.1%} -> "
+            f"{b['specificity']:.1%} (difference 95 % CI {_pct_ci(d['specificity_diff_ci95'])}), "
+            f"sensitivity {a['sensitivity']:.1%} -> {b['sensitivity']:.1%} "
+            f"(CI {_pct_ci(d['sensitivity_diff_ci95'])}), AUC {a['auc']:.3f} -> {b['auc']:.3f} "
+            f"(difference CI {_ci(d['auc_diff_ci95'])}). An interval that excludes 0 is a difference "
+            "these images can vouch for."
+        )
+    models = "\n".join(f"- `{e['name']}`: `{e['model']['path']}` ({e['model']['arch']}, "
+                       f"{e['model']['image_size']} px, threshold {e['metrics']['threshold']:.4f})" for e in entries)
+    return f"""# Comparison on {data['split']}
+
+Images: `{data['root']}` [{data['split']}]: {data['n_images']} images from {data['n_patients']} patients,
+the same for every model. Each model is taken at its own stored threshold.
+
+{models}
+
+{header}
+{rule}
+{chr(10).join(rows)}
+
+Intervals: 95 %, patient-level bootstrap.
+
+## Reading
+
+{chr(10).join(story) if story else '- A single model: nothing to compare it with.'}
+
+Differences are paired: each resample of patients scores every model on the same images.
+
+## Confusion matrices
+
+![confusion matrices](confusion_matrices.png)
+
+## ROC and precision-recall (operating points marked)
+
+![ROC](roc.png) ![precision-recall](pr.png)
+"""
+
+
+def _pct_ci(interval: Sequence[float | None]) -> str:
+    low, high = interval
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "n/a"
+    return f"[{100 * low:+.1f}, {100 * high:+.1f}] points"

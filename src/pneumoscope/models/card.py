@@ -1,0 +1,101 @@
+"""The model card: what a reader needs before trusting a model, written from the run's own record.
+
+Every figure in it comes from ``model.json`` (written by training), so the card cannot drift
+from the model it describes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pneumoscope.models.bundle import CARD, META
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def render_card(meta: dict[str, Any], config_yaml: str) -> str:
+    val = meta["validation"]
+    training = meta["training"]
+    ood = meta.get("ood", {})
+    (tn, fp), (fn, tp) = val["confusion_matrix"]
+    files = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in meta.get("files", {}).items())
+    extra = meta.get("card_sections", {})
+    sections = "\n\n".join(f"## {title}\n{body}" for title, body in extra.items())
+    return f"""# Model card: pneumoscope `{meta['name']}`
+
+**Intended use: research and education. Not a medical device; not for diagnosis or triage.**
+
+## What it does
+Reads one frontal paediatric chest radiograph and gives the probability that it shows
+pneumonia (bacterial or viral), a label at a threshold chosen on validation data, a Grad-CAM
+heatmap, and a flag when the image does not look like a chest X-ray at all.
+
+## How it was trained
+- Command: `{training.get('command', 'pneumoscope train --config configs/' + meta['name'] + '.yaml')}`
+- Data: Kermany et al. 2018 / Kaggle "Chest X-Ray Images (Pneumonia)" training folder at
+  {meta['image_size']} x {meta['image_size']} px (CC BY 4.0, doi:10.17632/rscbjbr9sj.2);
+  training part {training['class_counts_train'][0]:,} NORMAL / {training['class_counts_train'][1]:,} PNEUMONIA images.
+- Split: by patient (patient ids parsed from file names), class-stratified, seed
+  {training.get('split_seed', 42)}: {val['n']} validation images ({val['n_normal']} NORMAL,
+  {val['n_pneumonia']} PNEUMONIA) from patients never seen in training. The official test
+  split was never seen: it is a sealed benchmark.
+- Seed {training.get('seed', 42)}; {training['epochs_run']} epochs run, best epoch {training['best_epoch']}
+  (by validation AUC); {training['train_seconds'] / 60:.1f} min of training, precision `{training['precision']}`,
+  on {training['machine']}.
+
+## Validation figures (patient-level validation split; not the test set)
+| AUC | accuracy | sensitivity | specificity (NORMAL recall) |
+|---:|---:|---:|---:|
+| {val['auc']:.4f} | {_pct(val['accuracy'])} | {_pct(val['sensitivity'])} | {_pct(val['specificity'])} |
+
+Confusion matrix at the threshold (rows: true NORMAL, PNEUMONIA; columns: predicted):
+`[[{tn}, {fp}], [{fn}, {tp}]]`.
+
+## Decision threshold and calibration
+- Threshold **{meta['threshold']:.4f}** on the calibrated probability; rule: {meta['threshold_rule']}.
+- Calibration: temperature scaling fitted on validation, T = {meta.get('temperature', 1.0):.3f}.
+
+## Not a chest X-ray?
+Images in colour or of absurd shape are flagged, and so are images whose network features lie
+farther from the training distribution (Mahalanobis distance) than {_pct(ood.get('distance_quantile', 0.995))} of
+validation X-rays (threshold {ood.get('distance_threshold', float('nan')):.1f}); validation X-rays flagged:
+{_pct(ood.get('val_flagged_rate', float('nan')))}; training X-rays flagged: {_pct(ood.get('train_flagged_rate', float('nan')))}.
+
+{sections}
+
+## Known limits
+- Paediatric radiographs (age 1-5) from one hospital in Guangzhou; adults, other hospitals,
+  lateral views and other diseases were not in the training data.
+- The validation split comes from the same source as training, so its figures are optimistic:
+  a different hospital's images (the sealed test split is one) shift the score distribution,
+  most often by calling NORMAL films PNEUMONIA. The model is built against this shift
+  (per-image normalisation, exposure/contrast/blur/noise/geometric augmentation, ImageNet
+  pretraining, class-balanced sampling, label smoothing, calibration) but it is not removed.
+- Bacterial and viral pneumonia are one class; the heatmap shows what drove the score, not
+  where the disease is.
+
+## Files
+| file | SHA-256 |
+|---|---|
+{files}
+
+Loading verifies these hashes and refuses a file that does not match.
+
+## Configuration
+```yaml
+{config_yaml.strip()}
+```
+"""
+
+
+def write_card(folder: str | Path) -> Path:
+    folder = Path(folder)
+    meta = json.loads((folder / META).read_text(encoding="utf-8"))
+    config_yaml = (folder / "config.yaml").read_text(encoding="utf-8")
+    path = folder / CARD
+    path.write_text(render_card(meta, config_yaml), encoding="utf-8")
+    return path

@@ -1,0 +1,163 @@
+"""Property-based fuzzing of :func:`decode_image`: whatever bytes arrive, the loader either
+returns a grey ``uint8`` image or raises an :class:`ImageLoadError`.
+
+Users upload anything (half-transferred files, renamed documents, DICOM from unknown
+machines), and the web app, the CLI and the cache all rely on that single contract to turn a
+bad file into a one-line message instead of a traceback or a crashed worker. The seeds are
+real radiographs from ``../shared/data`` (re-encoded in memory as PNG and DICOM), mutated
+the way transfers and broken writers damage files: flipped bits, truncation, inserted and
+overwritten runs of bytes.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from pneumoscope.data.images import DecodedImage, ImageLoadError, decode_image
+
+FUZZ_MAX_PIXELS = 4_000_000
+"""Lower than the production budget so a mutated header that declares a huge (but legal)
+size cannot make one example allocate hundreds of MB; the refusal path is the same code."""
+
+
+def _dicom_bytes(grey: np.ndarray) -> bytes:
+    """An uncompressed 16-bit MONOCHROME2 DICOM with rescale and a window, built in memory."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CR"
+    ds.Rows, ds.Columns = grey.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    ds.WindowCenter, ds.WindowWidth = 1000, 3000
+    ds.PixelData = (grey.astype(np.uint16) * 16).tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def seeds(chest_xray: Path) -> dict[str, bytes]:
+    """Real files, kept small (48 px) so each example decodes in about a millisecond."""
+    jpeg_path = sorted((chest_xray / "train" / "PNEUMONIA").iterdir())[0]
+    small = Image.open(jpeg_path).convert("L").resize((48, 48))
+    png, png16, jpeg = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    small.save(png, format="PNG")
+    Image.fromarray(np.asarray(small).astype(np.uint16) * 257).save(png16, format="PNG")
+    small.save(jpeg, format="JPEG", quality=80)
+    return {
+        "jpeg": jpeg.getvalue(),
+        "png": png.getvalue(),
+        "png16": png16.getvalue(),
+        "dicom": _dicom_bytes(np.asarray(small)),
+        "jpeg224": jpeg_path.read_bytes(),
+    }
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder for the examples passed as paths (module-scoped: Hypothesis reruns the test body)."""
+    return tmp_path_factory.mktemp("fuzz")
+
+
+_OP = st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 1 << 20), st.integers(1, 255)),
+    st.tuples(st.just("truncate"), st.integers(0, 1 << 20), st.just(0)),
+    st.tuples(st.just("insert"), st.integers(0, 1 << 20), st.binary(min_size=1, max_size=16)),
+    st.tuples(st.just("overwrite"), st.integers(0, 1 << 20), st.binary(min_size=1, max_size=16)),
+)
+
+
+def _mutate(data: bytes, ops: list[tuple]) -> bytes:
+    """Apply the damage; positions wrap around so every op lands inside the file."""
+    buffer = bytearray(data)
+    for kind, position, arg in ops:
+        if not buffer:
+            break
+        at = position % len(buffer)
+        if kind == "flip":
+            buffer[at] ^= arg
+        elif kind == "truncate":
+            del buffer[at:]
+        elif kind == "insert":
+            buffer[at:at] = arg
+        else:
+            buffer[at : at + len(arg)] = arg
+    return bytes(buffer)
+
+
+def _check_outcome(source: bytes | Path) -> None:
+    try:
+        decoded = decode_image(source, max_pixels=FUZZ_MAX_PIXELS)
+    except ImageLoadError as err:
+        assert str(err), "an ImageLoadError must carry a message for the user"
+        return
+    assert isinstance(decoded, DecodedImage)
+    assert decoded.grey.dtype == np.uint8
+    assert decoded.grey.ndim == 2 and decoded.grey.size > 0
+
+
+_SETTINGS = settings(
+    max_examples=300,
+    deadline=5000,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@_SETTINGS
+@given(
+    seed=st.sampled_from(["jpeg", "png", "png16", "dicom", "jpeg224"]),
+    ops=st.lists(_OP, min_size=1, max_size=4),
+    as_dicom_path=st.booleans(),
+)
+def test_mutated_real_files_decode_or_raise_image_load_error(
+    seeds: dict[str, bytes], scratch: Path, seed: str, ops: list[tuple], as_dicom_path: bool
+) -> None:
+    data = _mutate(seeds[seed], ops)
+    if seed == "dicom" and as_dicom_path:
+        # A .dcm name forces the DICOM parser even when the damage erased the DICM magic.
+        path = scratch / "mutated.dcm"
+        path.write_bytes(data)
+        _check_outcome(path)
+    else:
+        _check_outcome(data)
+
+
+@settings(max_examples=150, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.binary(min_size=0, max_size=2048),
+    prefix=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"GIF89a", b"\x00" * 128 + b"DICM"]),
+    as_dicom_path=st.booleans(),
+)
+def test_random_bytes_decode_or_raise_image_load_error(
+    scratch: Path, data: bytes, prefix: bytes, as_dicom_path: bool
+) -> None:
+    """Random bytes behind each format's magic number reach each parser's header code."""
+    payload = prefix + data
+    if as_dicom_path:
+        path = scratch / "random.dcm"
+        path.write_bytes(payload)
+        if not payload:
+            with pytest.raises(ImageLoadError):
+                decode_image(path)
+            return
+        _check_outcome(path)
+    elif payload:
+        _check_outcome(payload)

@@ -1,0 +1,90 @@
+"""Training on real images: a tiny run, the threshold rule, calibration, and DDP on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pneumoscope.config import ThresholdConfig, load_config
+from pneumoscope.data.collection import read_manifest
+from pneumoscope.models.bundle import load_bundle
+from pneumoscope.training import choose_threshold, fit_temperature, resolve_precision, sigmoid, train
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def test_threshold_rule_keeps_sensitivity() -> None:
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    probs = np.array([0.1, 0.2, 0.35, 0.6, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95])
+    rule = ThresholdConfig(rule="min_sensitivity", min_sensitivity=0.8)
+    threshold = choose_threshold(labels, probs, rule)
+    predicted = probs >= threshold
+    assert predicted[labels == 1].mean() >= 0.8
+    # the highest such threshold: raising it to the next score would lose sensitivity
+    higher = np.sort(probs[probs > threshold])
+    assert (probs[labels == 1] >= higher[0]).mean() < 0.8
+    assert threshold == pytest.approx(0.5)
+    assert choose_threshold(labels, probs, ThresholdConfig(rule="fixed", value=0.5)) == 0.5
+    youden = choose_threshold(labels, probs, ThresholdConfig(rule="youden"))
+    assert 0.3 <= youden <= 0.7
+
+
+def test_temperature_scaling_repairs_overconfidence() -> None:
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 2, 4000)
+    labels = (rng.random(4000) < sigmoid(true_logits)).astype(int)
+    temperature = fit_temperature(true_logits * 3.0, labels)  # three times overconfident
+    assert temperature == pytest.approx(3.0, rel=0.15)
+
+
+def test_auto_precision_is_fp32_without_native_bf16() -> None:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    expected = "bf16-mixed" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "32-true"
+    assert resolve_precision("auto") == expected
+    assert resolve_precision("32-true") == "32-true"
+
+
+@pytest.mark.slow
+def test_tiny_real_training_run_writes_a_loadable_bundle(small_collection: Path, tmp_path: Path) -> None:
+    config = load_config(REPO / "configs" / "baseline.yaml", **{"train.epochs": 2, "data.image_size": 64})
+    run = train(config, tmp_path / "run", root=small_collection, progress=False)
+    assert run is not None
+    for name in ("config.yaml", "split_manifest.csv", "history.csv", "curves.png", "model.safetensors",
+                 "model.json", "ood.safetensors", "MODEL_CARD.md"):
+        assert (run / name).is_file(), name
+    records = read_manifest(run / "split_manifest.csv")
+    train_patients = {r.patient for r in records if r.split == "train"}
+    val_patients = {r.patient for r in records if r.split == "val"}
+    assert train_patients and val_patients and not train_patients & val_patients
+    history = (run / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,train_loss,train_auc,train_acc,val_loss,val_auc,val_acc")
+    assert len(history) == 3
+    meta = json.loads((run / "model.json").read_text())
+    assert 0 < meta["threshold"] < 1
+    assert meta["validation"]["n"] == sum(r.split == "val" for r in records)
+    bundle = load_bundle(run)
+    assert bundle.threshold == meta["threshold"] and bundle.image_size == 64
+    assert not list(run.glob("*.pt")) and not list(run.glob("*.pkl"))
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu(small_collection: Path, tmp_path: Path) -> None:
+    """The same command trains with DDP (gloo) across two processes."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [str(BIN / "pneumoscope"), "train", "--config", str(REPO / "configs" / "baseline.yaml"),
+         "--data", str(small_collection), "--out", str(tmp_path / "ddp"), "--devices", "2",
+         "--strategy", "ddp", "--epochs", "1", "--limit-train-batches", "2", "--no-progress"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "distributed_backend=gloo" in result.stderr + result.stdout
+    assert (tmp_path / "ddp" / "model.safetensors").is_file()
+    load_bundle(tmp_path / "ddp")
