@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("evaluate", help="metrics, report and figures of a model on a split")
-    evaluate.add_argument("root")
+    evaluate.add_argument("root", help="Kaggle-layout root, a NORMAL/ PNEUMONIA/ folder, or a run's split_manifest.csv")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
     evaluate.add_argument("--model", help="run folder or model folder (default: the bundled model)")
     evaluate.add_argument("--threshold", type=float, help="override the model's stored threshold")
@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=_evaluate)
 
     compare = sub.add_parser("compare", help="several models side by side on the same images")
-    compare.add_argument("items", nargs="+", metavar="RUN_OR_MODEL... ROOT")
+    compare.add_argument("items", nargs="+", metavar="RUN_OR_MODEL... ROOT", help="models, then a data root or a split_manifest.csv")
     compare.add_argument("--split", default="test", choices=["train", "val", "test"])
     compare.add_argument("--out", required=True)
     compare.set_defaults(func=_compare)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,13 @@ DEFAULT_MAX_PIXELS = 80_000_000
 MIN_SIDE = 16
 MAX_ASPECT = 8.0
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
+ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP")
+"""Pillow parsers an upload may reach; rarely used readers (PSD, DDS, QOI, ...) are where fuzzing
+found crashes, and no radiograph comes in them."""
+
+# Pillow's own bomb threshold (~89 Mpx, a process-wide warning) must not decide: ``max_pixels``
+# is the budget, checked by ``_check_size`` from the header before any pixel is decoded.
+Image.MAX_IMAGE_PIXELS = None
 
 
 class ImageLoadError(ValueError):
@@ -94,11 +100,7 @@ def decode_image(
     if _looks_like_dicom(data, name):
         return _from_dicom(data, max_pixels)
     try:
-        with warnings.catch_warnings():
-            # Pillow's own warning threshold (~89 Mpx) must not decide: ``max_pixels`` is the
-            # budget, enforced by ``_check_size`` from the header before any pixel is decoded.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"image is too large to decode safely ({_describe(exc)})") from None
     except UnidentifiedImageError:
@@ -162,7 +164,7 @@ def _looks_like_dicom(data: bytes, name: str) -> bool:
 def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageTooLargeError(
-            f"image declares {width} x {height} pixels, over the budget of {max_pixels:,} "
+            f"image is too large: it declares {width} x {height} pixels, over the budget of {max_pixels:,} "
             "(refused as a possible decompression bomb)"
         )
     if min(width, height) < MIN_SIDE:

@@ -18,9 +18,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from pneumoscope.config import CLASS_NAMES, ConfigError
-from pneumoscope.data.collection import Record, records_for, require_both_classes
+from pneumoscope.data.collection import CollectionError, Record, read_manifest, records_for, require_both_classes
 from pneumoscope.evaluation import figures
-from pneumoscope.evaluation.metrics import compute_metrics, paired_bootstrap_difference
+from pneumoscope.evaluation.metrics import compute_metrics, paired_bootstrap_difference, predictions
 from pneumoscope.evaluation.scoring import score_paths
 from pneumoscope.models.bundle import Bundle, load_bundle
 
@@ -74,6 +74,16 @@ def load_evaluation_set(root: str | Path, split: str = "test") -> EvaluationSet:
     split or an empty class: each is a one-line error on the command line.
     """
     root = Path(root)
+    if root.suffix.lower() == ".csv" and root.is_file():
+        # A split manifest written by `pneumoscope train`: evaluate exactly that run's split.
+        records = [r for r in read_manifest(root) if r.split == split]
+        if not records:
+            raise CollectionError(f"manifest {root} has no rows for split '{split}'")
+        missing = [r.path for r in records if not Path(r.path).is_file()]
+        if missing:
+            raise CollectionError(f"manifest {root} lists {len(missing)} missing files, e.g. {missing[0]}")
+        require_both_classes(records, f"{root} ({split})")
+        return EvaluationSet(root, split, records)
     records = records_for(root, split)
     name = records[0].split if records else split
     where = str(root) if name == "all" else f"{root} ({name})"
@@ -184,8 +194,6 @@ def evaluate(
 def _write_classification_report(labels: np.ndarray, probs: np.ndarray, threshold: float, path: Path) -> None:
     from sklearn.metrics import classification_report
 
-    from pneumoscope.evaluation.metrics import predictions
-
     text = classification_report(
         labels, predictions(probs, threshold), labels=[0, 1], target_names=list(CLASS_NAMES), digits=4, zero_division=0
     )
@@ -241,14 +249,14 @@ def _reading(result: dict[str, Any]) -> list[str]:
         f"When it says PNEUMONIA it is right {result['precision']:.0%} of the time; this depends on how "
         f"common pneumonia is in the set ({n_pneu / n:.0%} here) and will differ elsewhere.",
         f"AUC {result['auc']:.3f}: given one pneumonia and one normal radiograph, the model scores the "
-        f"pneumonia one higher {result['auc']:.0%} of the time, whatever the threshold.",
+        f"pneumonia one higher {result['auc']:.0%} of the time, whatever the threshold (50 % is guessing).",
         f"Calibration: ECE {result['ece']:.3f}, i.e. within a probability band the stated probability and the "
         f"observed share of pneumonia differ by about {100 * result['ece']:.1f} points on average "
         f"(Brier {result['brier']:.3f}; 0 is perfect, 0.25 is a constant 50 %).",
     ]
     if result["sensitivity"] - result["specificity"] > 0.25:
         lines.append("The model leans towards PNEUMONIA: most of its errors are false alarms on normal "
-                     "radiographs, the typical weakness of a model trained on the imbalanced data as it is.")
+                     "radiographs (a model trained on the imbalanced data as it is typically errs this way).")
     elif result["specificity"] - result["sensitivity"] > 0.25:
         lines.append("The model leans towards NORMAL: missed pneumonias are its dominant error, the costlier one.")
     lines.append(

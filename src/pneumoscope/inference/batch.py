@@ -1,0 +1,281 @@
+"""``pneumoscope predict PATH...``: many files through the Predictor, results streamed as they come.
+
+Decoding a full-resolution JPEG costs about as much CPU as the network itself, so it runs in
+worker processes (a ``multiprocessing`` pool, results taken in order from a bounded window) while the main
+process scores batches with ONNX Runtime; workers send back the network's 224 px input and the
+facts the out-of-distribution check needs (~50 kB an image), never the full image.
+
+A file that cannot be read becomes a row with its error message and the run goes on; the exit
+status is 1 when any file failed, 0 otherwise. Rows whose image does not look like a chest
+X-ray get a warning on stderr: their label is not a diagnosis.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import os
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence, TextIO
+
+from pneumoscope.data.images import ImageLoadError
+from pneumoscope.inference.predictor import Prediction, PreparedImage, prepare_image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".dic"}
+COLUMNS = ["path", "label", "probability", "threshold", "is_chest_xray", "error", "warnings"]
+
+
+def expand_paths(paths: Iterable[str | Path], recursive: bool = False) -> tuple[list[Path], int]:
+    """Files named, plus image files inside folders named (and their subfolders with ``recursive``).
+
+    Returns the files, in a stable order without duplicates, and the number of subfolders
+    skipped for want of ``recursive``. A named path that does not exist is kept: it gets an error row.
+    """
+    found: list[Path] = []
+    skipped = 0
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            candidates = path.rglob("*") if recursive else path.iterdir()
+            for child in sorted(candidates):
+                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES and not child.name.startswith("."):
+                    found.append(child)
+                elif child.is_dir() and not recursive:
+                    skipped += 1
+        else:
+            found.append(path)
+    unique = list(dict.fromkeys(found))
+    return unique, skipped
+
+
+def _decode(job: tuple[str, int, bool]) -> tuple[str, PreparedImage | None, str | None]:
+    """Worker: one file -> its prepared image, or the error message (never an exception)."""
+    path, size, keep_display = job
+    try:
+        return path, prepare_image(path, size, keep_display=keep_display), None
+    except ImageLoadError as exc:
+        return path, None, str(exc)
+    except MemoryError:
+        return path, None, "not enough memory to decode this image"
+    except Exception as exc:  # noqa: BLE001 - a bad file must never stop the run
+        return path, None, f"cannot read this file ({type(exc).__name__}: {exc})"
+
+
+def _worker_init() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+
+
+class _Rows:
+    """Streams rows to CSV (stdout when no path), JSON (one array) or JSON Lines."""
+
+    def __init__(self, out: str | Path | None) -> None:
+        self.path = Path(out) if out else None
+        self.kind = output_kind(out)
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.handle: TextIO = self.path.open("w", encoding="utf-8", newline="")
+        else:
+            self.handle = sys.stdout
+        self.count = 0
+        if self.kind == "csv":
+            self.csv = csv.writer(self.handle)
+            self.csv.writerow(COLUMNS)
+        elif self.kind == "json":
+            self.handle.write("[")
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.kind == "csv":
+            self.csv.writerow([_csv_cell(row[c]) for c in COLUMNS])
+        elif self.kind == "json":
+            self.handle.write(("," if self.count else "") + "\n  " + json.dumps(row))
+        else:
+            self.handle.write(json.dumps(row) + "\n")
+        self.count += 1
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def close(self) -> None:
+        if self.kind == "json":
+            self.handle.write("\n]\n")
+        if self.handle is sys.stdout:
+            self.handle.flush()
+        else:
+            self.handle.close()
+
+
+def output_kind(out: str | Path | None) -> str:
+    """``csv``, ``json`` or ``jsonl`` from the file name (CSV when no file: stdout)."""
+    suffix = Path(out).suffix.lower() if out else ".csv"
+    if suffix not in (".csv", ".json", ".jsonl"):
+        from pneumoscope.cli import UserError
+
+        raise UserError(f"--out must end in .csv, .json or .jsonl, not {suffix or 'nothing'}")
+    return suffix[1:]
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return " | ".join(value)
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return value
+
+
+def _row(path: str, prediction: Prediction | None, error: str | None) -> dict[str, Any]:
+    if prediction is None:
+        return {"path": path, "label": None, "probability": None, "threshold": None,
+                "is_chest_xray": None, "error": error, "warnings": []}
+    return {"path": path, "label": prediction.label, "probability": prediction.probability,
+            "threshold": prediction.threshold, "is_chest_xray": prediction.is_chest_xray,
+            "error": None, "warnings": list(prediction.warnings)}
+
+
+class _HeatmapWriter:
+    """Overlay PNGs named after their input (``<stem>_gradcam.png``), never overwriting one another."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.used: set[str] = set()
+
+    def write(self, path: str, prediction: Prediction) -> None:
+        if prediction.overlay is None:
+            return
+        stem = Path(path).stem
+        name, index = f"{stem}_gradcam.png", 1
+        while name in self.used:
+            name, index = f"{stem}-{index}_gradcam.png", index + 1
+        self.used.add(name)
+        prediction.overlay.save(self.folder / name)
+
+
+def _start_pool(workers: int, files: int) -> Any:
+    """A pool of decoding processes, or None when one process is enough.
+
+    Started before the model is loaded, so the forked workers never inherit ONNX Runtime's or
+    PyTorch's thread pools.
+    """
+    if workers <= 1 or files < 4:
+        return None
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return multiprocessing.get_context(method).Pool(workers, initializer=_worker_init)
+
+
+def _decoded_stream(
+    pool: Any, files: Sequence[str], size: int, keep_display: bool, window: int
+) -> Iterator[tuple[str, PreparedImage | None, str | None]]:
+    """Decoded files in input order; at most ``window`` in flight, so memory stays bounded
+    however many files there are and however far decoding runs ahead of the model."""
+    jobs = ((path, size, keep_display) for path in files)
+    if pool is None:
+        yield from map(_decode, jobs)
+        return
+    in_flight: deque = deque()
+    for job in jobs:
+        in_flight.append(pool.apply_async(_decode, (job,)))
+        if len(in_flight) >= window:
+            yield in_flight.popleft().get()
+    while in_flight:
+        yield in_flight.popleft().get()
+
+
+def default_workers() -> int:
+    """Decoding processes: one per core available (the main process mostly waits on ONNX Runtime)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def run_batch(
+    paths: Sequence[str | Path],
+    model: str | Path | None = None,
+    recursive: bool = False,
+    out: str | Path | None = None,
+    heatmaps: str | Path | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> int:
+    """Predict every image in ``paths``; stream rows to ``out`` (CSV on stdout by default).
+
+    Returns the exit status: 0 when every file was scored, 1 when any could not be read.
+    ``progress``: a bar on stderr (default: only when stderr is a terminal).
+    """
+    from tqdm import tqdm
+
+    from pneumoscope.cli import UserError
+    from pneumoscope.inference.predictor import Predictor
+
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    output_kind(out)
+    files, skipped = expand_paths(paths, recursive)
+    if skipped:
+        print(f"note: skipped {skipped} subfolder(s); pass --recursive to include them", file=sys.stderr)
+    if not files:
+        raise UserError("no images found (PNG, JPEG, BMP, TIFF or DICOM) in " + ", ".join(map(str, paths)))
+    rows = _Rows(out)
+    workers = workers if workers is not None else default_workers()
+    pool = _start_pool(workers, len(files))
+    try:
+        predictor = Predictor.load(model)
+        if heatmaps and not predictor.can_explain:
+            raise UserError("--heatmaps needs the model folder (PyTorch); an .onnx file cannot explain its scores")
+        painter = _HeatmapWriter(heatmaps) if heatmaps else None
+        stream = _decoded_stream(
+            pool, [str(f) for f in files], predictor.image_size, bool(heatmaps), window=max(4 * batch_size, 8 * workers)
+        )
+        bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=None if progress is None else not progress,
+                   desc="predicting", dynamic_ncols=True)
+        failed = flagged = 0
+        pending: list[tuple[str, PreparedImage | None, str | None]] = []
+
+        def flush_pending() -> None:
+            nonlocal failed, flagged
+            ready = [item for _, item, _ in pending if item is not None]
+            predictions = iter(predictor.predict_prepared(ready, heatmap=bool(heatmaps), batch_size=batch_size))
+            for path, item, error in pending:
+                prediction = next(predictions) if item is not None else None
+                rows.write(_row(path, prediction, error))
+                if prediction is None:
+                    failed += 1
+                    bar.write(f"error: {path}: {error}", file=sys.stderr)
+                    continue
+                if not prediction.is_chest_xray:
+                    flagged += 1
+                    reasons = "; ".join(prediction.warnings[:-1]) or "unlike the training images"
+                    bar.write(f"warning: {path}: does not look like a chest X-ray ({reasons}); "
+                              f"its label {prediction.label} is not a diagnosis", file=sys.stderr)
+                if painter is not None:
+                    painter.write(path, prediction)
+            rows.flush()
+            bar.update(len(pending))
+            pending.clear()
+
+        with bar:
+            for result in stream:
+                pending.append(result)
+                if sum(item is not None for _, item, _ in pending) >= batch_size:
+                    flush_pending()
+            flush_pending()
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        rows.close()
+    where = f" -> {rows.path}" if rows.path else ""
+    print(
+        f"{len(files)} file(s): {len(files) - failed} scored, {failed} failed, "
+        f"{flagged} not like a chest X-ray{where}",
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
+
+
+__all__ = ["run_batch", "expand_paths", "IMAGE_SUFFIXES", "COLUMNS"]

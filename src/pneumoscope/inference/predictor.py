@@ -1,0 +1,357 @@
+"""The one way to get a prediction: the CLI, the web app and the Python API all go through here.
+
+    from pneumoscope import Predictor
+    predictor = Predictor.load()                     # the bundled model
+    result = predictor.predict("chest.jpeg", heatmap=True)
+    result.label, result.probability, result.is_chest_xray, result.overlay
+
+An image is read by the project's one loader (:func:`pneumoscope.data.images.decode_image`,
+exactly as evaluation reads it), resized to the network's square, and scored:
+
+- without a heatmap by ONNX Runtime when it is available (several times faster than eager
+  PyTorch on a CPU), from an export cached by the weights' hash; one run gives the logit and the
+  out-of-distribution distance;
+- with a heatmap by PyTorch, in one forward and a truncated backward pass that give the logit,
+  the features and the Grad-CAM map together (never ONNX first and PyTorch again).
+
+The probability is ``sigmoid(logit / temperature)`` (temperature fitted on validation), the label
+PNEUMONIA when it reaches the model's threshold. An image that does not look like a chest X-ray
+(colour, shape, or features far from the training images) still gets its label computed, but
+``is_chest_xray`` is False and ``warnings`` say why and that the label is not a diagnosis.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings as _warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+from PIL import Image
+
+from pneumoscope.config import CLASS_NAMES
+from pneumoscope.data.images import DecodedImage, ImageSource, decode_image, resize_square
+from pneumoscope.inference.ood import mahalanobis, verdict
+from pneumoscope.models.bundle import ModelLoadError, load_bundle
+from pneumoscope.training import sigmoid
+
+DISPLAY_MAX = 1024
+"""Longest side of the image kept for display: a heatmap overlay needs no more, and memory stays small."""
+NOT_A_DIAGNOSIS = (
+    "this does not look like a chest X-ray: the label is the network's raw output and must not be "
+    "read as a diagnosis"
+)
+Backend = Literal["auto", "onnx", "torch"]
+
+
+class HeatmapUnavailableError(RuntimeError):
+    """A heatmap was asked of a predictor that has no PyTorch network (loaded from an .onnx file)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The result for one image. Arrays are left out of equality and ``repr``; :meth:`to_dict` is
+    what JSON, CSV and the web API show."""
+
+    label: str
+    """``"NORMAL"`` or ``"PNEUMONIA"``; when ``is_chest_xray`` is False, not a diagnosis."""
+    probability: float
+    """Calibrated probability of pneumonia."""
+    threshold: float
+    """The model's decision threshold: PNEUMONIA when ``probability >= threshold``."""
+    is_chest_xray: bool
+    warnings: tuple[str, ...] = ()
+    """Why the image does not look like a chest X-ray (empty when it does), then a note that the label is no diagnosis."""
+    ood_distance: float | None = None
+    """Mahalanobis distance of the network's features from the training images' (None without OOD statistics)."""
+    heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """Grad-CAM for the pneumonia score, float32 (H, W) in [0, 1], at the size of :attr:`image`."""
+    overlay: Image.Image | None = field(default=None, repr=False, compare=False)
+    """The heatmap blended over the image in colour (RGB)."""
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """The grey image as read (uint8 (H, W), at most ``DISPLAY_MAX`` pixels a side), for display."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result without arrays, for JSON and CSV."""
+        return {
+            "label": self.label,
+            "probability": self.probability,
+            "threshold": self.threshold,
+            "is_chest_xray": self.is_chest_xray,
+            "warnings": list(self.warnings),
+            "ood_distance": self.ood_distance,
+        }
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """One decoded image, ready for the network; small, so decoding processes can send it back."""
+
+    pixels: np.ndarray
+    """uint8 (S, S): the network's input."""
+    original_size: tuple[int, int]
+    colourfulness: float
+    format: str
+    display: np.ndarray | None = None
+    """uint8 (H, W) grey image as read, at most ``DISPLAY_MAX`` a side; None when not kept."""
+
+    def facts(self) -> DecodedImage:
+        """What the out-of-distribution check reads from the file."""
+        grey = self.display if self.display is not None else self.pixels
+        return DecodedImage(grey, self.original_size, self.colourfulness, self.format)
+
+
+def prepare_image(source: ImageSource, size: int, *, keep_display: bool = True) -> PreparedImage:
+    """Decode ``source`` with the one loader, as evaluation does (``reduce_to=size``), and resize it.
+
+    ``reduce_to`` makes a JPEG decode at the smallest DCT scale that keeps ``size`` pixels a side,
+    several times faster than a full decode; a numpy array or an already-decoded PIL image has no
+    DCT to scale, so it is resized from full resolution (scores then differ slightly from the file's).
+    """
+    decoded = decode_image(source, reduce_to=size)
+    pixels = resize_square(decoded.grey, size)
+    display = _fit_display(decoded.grey) if keep_display else None
+    return PreparedImage(pixels, decoded.original_size, decoded.colourfulness, decoded.format, display)
+
+
+def _fit_display(grey: np.ndarray) -> np.ndarray:
+    height, width = grey.shape
+    scale = DISPLAY_MAX / max(height, width)
+    if scale >= 1.0:
+        return grey
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(grey).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+
+
+class Predictor:
+    """A loaded model that scores chest X-rays; build it with :meth:`load`.
+
+    Thread-safe: ONNX Runtime sessions run concurrently, Grad-CAM passes one at a time.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        threshold: float,
+        temperature: float,
+        name: str,
+        ood_threshold: float | None = None,
+        net: Any = None,
+        ood_stats: dict[str, Any] | None = None,
+        session: Any = None,
+        model_path: Path | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        self.image_size = int(image_size)
+        self.threshold = float(threshold)
+        self.temperature = float(temperature)
+        self.name = name
+        self.ood_threshold = ood_threshold
+        self.model_path = model_path
+        """The model folder or .onnx file; the web app reads its model card from here."""
+        self.info = info or {}
+        self._net = net
+        self._ood_stats = ood_stats or None
+        self._session = session
+        self._session_outputs: list[str] = []
+        if session is not None:
+            names = [o.name for o in session.get_outputs()]
+            self._session_outputs = ["logit"] + (["ood_distance"] if "ood_distance" in names else [])
+        self._cam: Any = None
+        self._cam_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, model: str | Path | None = None, backend: Backend = "auto", threads: int | None = None) -> "Predictor":
+        """Load the bundled model (``None``), a model folder (a training run) or an ``.onnx`` exported by us.
+
+        ``backend``: ``"auto"`` scores with ONNX Runtime when it is installed and PyTorch
+        otherwise; ``"onnx"`` insists on ONNX Runtime; ``"torch"`` uses PyTorch only (no export).
+        Heatmaps always use PyTorch, so a predictor loaded from an ``.onnx`` file has none.
+        ``threads``: ONNX Runtime threads (default: one per physical core).
+        """
+        if backend not in ("auto", "onnx", "torch"):
+            raise ValueError(f"backend must be 'auto', 'onnx' or 'torch', not {backend!r}")
+        if model is not None and Path(model).suffix.lower() == ".onnx":
+            if backend == "torch":
+                raise ValueError("an .onnx model runs on ONNX Runtime only; pass the model folder for PyTorch")
+            return cls._from_onnx(Path(model), threads)
+        bundle = load_bundle(model)
+        bundle.net.requires_grad_(False)  # inference only: no parameter ever needs a gradient
+        session = None
+        if backend != "torch":
+            session = cls._bundle_session(bundle, threads, required=backend == "onnx")
+        ood = bundle.meta.get("ood") or {}
+        return cls(
+            image_size=bundle.image_size, threshold=bundle.threshold, temperature=bundle.temperature,
+            name=str(bundle.meta.get("name", bundle.config.name)),
+            ood_threshold=ood.get("distance_threshold") if bundle.ood else None,
+            net=bundle.net, ood_stats=bundle.ood or None, session=session, model_path=bundle.path,
+            info={"validation": bundle.meta.get("validation"), "arch": bundle.config.model.arch},
+        )
+
+    @staticmethod
+    def _bundle_session(bundle: Any, threads: int | None, required: bool) -> Any:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            if required:
+                raise ModelLoadError("backend 'onnx' needs the onnxruntime package") from None
+            return None
+        from pneumoscope.inference.onnx import ExportError, cached_export, open_session
+
+        try:
+            return open_session(cached_export(bundle), threads)
+        except (ExportError, ModelLoadError, OSError) as exc:
+            if required:
+                raise
+            _warnings.warn(f"ONNX Runtime unavailable for this model ({exc}); scoring with PyTorch", stacklevel=3)
+            return None
+
+    @classmethod
+    def _from_onnx(cls, path: Path, threads: int | None) -> "Predictor":
+        from pneumoscope.inference.onnx import INPUT, open_session, read_contract
+
+        if not path.is_file():
+            raise ModelLoadError(f"ONNX model not found: {path}")
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise ModelLoadError("an .onnx model needs the onnxruntime package") from None
+        session = open_session(path, threads)
+        contract = read_contract(session.get_modelmeta().custom_metadata_map)
+        if [i.name for i in session.get_inputs()] != [INPUT]:
+            raise ModelLoadError(f"{path.name} does not take the '{INPUT}' input pneumoscope exports")
+        return cls(
+            image_size=contract["image_size"], threshold=contract["threshold"],
+            temperature=contract["temperature"], name=str(contract.get("name", path.stem)),
+            ood_threshold=contract.get("ood_distance_threshold"), session=session, model_path=path,
+            info={"validation": contract.get("validation")},
+        )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def backend(self) -> str:
+        """What scores an image without a heatmap: ``"onnxruntime"`` or ``"torch"``."""
+        return "onnxruntime" if self._session is not None else "torch"
+
+    @property
+    def can_explain(self) -> bool:
+        """Whether heatmaps are available (they need the PyTorch network)."""
+        return self._net is not None
+
+    # ------------------------------------------------------------------ predicting
+    def predict(self, image: ImageSource, heatmap: bool = False) -> Prediction:
+        """Score one image: a path, bytes, a PIL image or a numpy array (grey or RGB).
+
+        Raises :class:`~pneumoscope.data.images.ImageLoadError` for an input that is not a usable image.
+        """
+        return self.predict_prepared([self.prepare(image)], heatmap=heatmap)[0]
+
+    def predict_many(
+        self, images: Iterable[ImageSource], heatmap: bool = False, batch_size: int = 32
+    ) -> list[Prediction]:
+        """Score many images in batches (same results as :meth:`predict`, image by image)."""
+        results: list[Prediction] = []
+        chunk: list[PreparedImage] = []
+        for image in images:
+            chunk.append(self.prepare(image))
+            if len(chunk) == batch_size:
+                results += self.predict_prepared(chunk, heatmap=heatmap)
+                chunk = []
+        if chunk:
+            results += self.predict_prepared(chunk, heatmap=heatmap)
+        return results
+
+    def prepare(self, image: ImageSource, keep_display: bool = True) -> PreparedImage:
+        """Decode and resize ``image`` for this model (what the batch CLI does in worker processes)."""
+        return prepare_image(image, self.image_size, keep_display=keep_display)
+
+    def predict_prepared(
+        self, prepared: Sequence[PreparedImage], heatmap: bool = False, batch_size: int = 32
+    ) -> list[Prediction]:
+        """Score images already decoded by :func:`prepare_image` at this model's size."""
+        if heatmap and not self.can_explain:
+            raise HeatmapUnavailableError(
+                f"heatmaps need the PyTorch model, and this predictor was loaded from {self.model_path}: "
+                "load the model folder instead of its ONNX export"
+            )
+        results: list[Prediction] = []
+        for start in range(0, len(prepared), batch_size):
+            chunk = prepared[start : start + batch_size]
+            for item in chunk:
+                if item.pixels.shape != (self.image_size, self.image_size):
+                    raise ValueError(f"prepared image is {item.pixels.shape}, the model takes {self.image_size} px")
+            pixels = np.stack([item.pixels for item in chunk])
+            if heatmap:
+                logits, distances, maps = self._explain(pixels)
+            else:
+                (logits, distances), maps = self._score(pixels), None
+            for index, item in enumerate(chunk):
+                distance = None if distances is None else float(distances[index])
+                results.append(self._result(item, float(logits[index]), distance, None if maps is None else maps[index]))
+        return results
+
+    def _score(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits (B,) and OOD distances (B,) or None, from uint8 (B, S, S)."""
+        if self._session is not None:
+            outputs = self._session.run(self._session_outputs, {"pixels": pixels[:, None].astype(np.float32)})
+            return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+        from pneumoscope.models.forward import forward_images
+
+        logits, features = forward_images(self._net, pixels, batch_size=len(pixels), features=self._ood_stats is not None)
+        return logits, self._distances(features)
+
+    def _explain(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        with self._cam_lock:
+            if self._cam is None:
+                from pneumoscope.inference.explain import GradCam
+
+                self._cam = GradCam(self._net)
+        result = self._cam(pixels)
+        return result.logits, self._distances(result.features), result.maps
+
+    def _distances(self, features: np.ndarray | None) -> np.ndarray | None:
+        if features is None or self._ood_stats is None:
+            return None
+        return mahalanobis(features, self._ood_stats)
+
+    def _result(self, item: PreparedImage, logit: float, distance: float | None, cam: np.ndarray | None) -> Prediction:
+        probability = float(sigmoid(np.float64(logit) / self.temperature))
+        label = CLASS_NAMES[1] if probability >= self.threshold else CLASS_NAMES[0]
+        judged = verdict(item.facts(), distance, self.ood_threshold)
+        notes = judged.reasons + ((NOT_A_DIAGNOSIS,) if not judged.is_chest_xray else ())
+        heat, overlay = None, None
+        if cam is not None:
+            from pneumoscope.inference.explain import overlay_heatmap, upsample_map
+
+            shown = item.display if item.display is not None else item.pixels
+            heat = upsample_map(cam, shown.shape)
+            overlay = overlay_heatmap(shown, heat)
+        return Prediction(
+            label=label, probability=probability, threshold=self.threshold, is_chest_xray=judged.is_chest_xray,
+            warnings=notes, ood_distance=distance, heatmap=heat, overlay=overlay, image=item.display,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Predictor(name={self.name!r}, backend={self.backend!r}, image_size={self.image_size}, "
+            f"threshold={self.threshold:.4f}, temperature={self.temperature:.3f})"
+        )
+
+
+_DEFAULT: dict[str, Predictor] = {}
+_DEFAULT_LOCK = threading.Lock()
+
+
+def pneumonia_prediction(image: ImageSource, model: str | Path | None = None, heatmap: bool = False) -> Prediction:
+    """The bootcamp's one call, kept: score ``image`` with the bundled model (loaded once, then reused)."""
+    key = str(Path(model).resolve()) if model is not None else ""
+    with _DEFAULT_LOCK:
+        predictor = _DEFAULT.get(key)
+        if predictor is None:
+            predictor = _DEFAULT[key] = Predictor.load(model)
+    return predictor.predict(image, heatmap=heatmap)

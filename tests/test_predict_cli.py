@@ -1,0 +1,100 @@
+"""``pneumoscope predict``: folders in, one row per file out, broken files reported, never fatal."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from _inference import colour_photo, model_path  # noqa: F401
+from pneumoscope.cli import main
+from pneumoscope.inference.batch import COLUMNS, expand_paths
+
+
+@pytest.fixture()
+def folder(tmp_path: Path, normal_original: Path, pneumonia_original: Path) -> Path:
+    """Two real originals, a broken JPEG, an empty PNG, a colour photo, a text file, and a subfolder."""
+    root = tmp_path / "inputs"
+    (root / "more").mkdir(parents=True)
+    shutil.copy(normal_original, root / "normal.jpeg")
+    shutil.copy(pneumonia_original, root / "pneumonia.jpeg")
+    (root / "broken.jpeg").write_bytes(normal_original.read_bytes()[:3000])  # truncated mid-scan
+    (root / "empty.png").write_bytes(b"")
+    (root / "notes.txt").write_text("not an image")
+    Image.fromarray(colour_photo()).save(root / "photo.png")
+    shutil.copy(normal_original, root / "more" / "deeper.jpeg")
+    return root
+
+
+def _read_csv(path: Path) -> dict[str, dict[str, str]]:
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and list(rows[0]) == COLUMNS
+    return {Path(row["path"]).name: row for row in rows}
+
+
+def test_folder_with_broken_files_gives_a_row_each_and_exit_1(
+    folder: Path, model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "results.csv"
+    status = main(["predict", str(folder), "--model", str(model_path), "--out", str(out), "--workers", "2"])
+    assert status == 1
+    rows = _read_csv(out)
+    assert set(rows) == {"normal.jpeg", "pneumonia.jpeg", "broken.jpeg", "empty.png", "photo.png"}
+    for name in ("normal.jpeg", "pneumonia.jpeg"):
+        assert rows[name]["label"] in ("NORMAL", "PNEUMONIA") and not rows[name]["error"]
+        assert 0.0 < float(rows[name]["probability"]) < 1.0
+        assert rows[name]["is_chest_xray"] == "True"
+    assert "truncated" in rows["broken.jpeg"]["error"] and not rows["broken.jpeg"]["label"]
+    assert "empty" in rows["empty.png"]["error"]
+    assert rows["photo.png"]["is_chest_xray"] == "False" and "colour" in rows["photo.png"]["warnings"]
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "warning:" in err and "photo.png" in err and "not a diagnosis" in err
+    assert "--recursive" in err  # the skipped subfolder is mentioned
+
+
+def test_json_output_recursive_and_heatmaps(folder: Path, model_path: Path, tmp_path: Path) -> None:
+    for name in ("broken.jpeg", "empty.png", "photo.png"):
+        (folder / name).unlink()
+    out, maps = tmp_path / "results.json", tmp_path / "maps"
+    status = main(["predict", str(folder), "--recursive", "--model", str(model_path), "--out", str(out),
+                   "--heatmaps", str(maps), "--batch-size", "2"])
+    assert status == 0
+    rows = json.loads(out.read_text())
+    assert [Path(r["path"]).name for r in rows] == ["deeper.jpeg", "normal.jpeg", "pneumonia.jpeg"]
+    assert all(r["error"] is None and isinstance(r["probability"], float) for r in rows)
+    written = sorted(p.name for p in maps.iterdir())
+    assert written == ["deeper_gradcam.png", "normal_gradcam.png", "pneumonia_gradcam.png"]
+    with Image.open(maps / "normal_gradcam.png") as overlay:
+        assert overlay.mode == "RGB" and min(overlay.size) >= 224
+
+
+def test_csv_on_stdout(folder: Path, model_path: Path, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    status = main(["predict", str(folder / "normal.jpeg"), str(folder / "missing.png"), "--model", str(model_path)])
+    assert status == 1
+    lines = capsys.readouterr().out.splitlines()
+    rows = list(csv.DictReader(lines))
+    assert [Path(r["path"]).name for r in rows] == ["normal.jpeg", "missing.png"]
+    assert "not found" in rows[1]["error"]
+
+
+def test_bad_arguments_are_one_line_errors(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["predict", str(tmp_path), "--model", str(model_path)]) == 2
+    assert "no images found" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path), "--out", str(tmp_path / "r.xlsx")]) == 2
+    assert ".csv, .json or .jsonl" in capsys.readouterr().err
+
+
+def test_expand_paths_keeps_images_and_dicom(tmp_path: Path) -> None:
+    for name in ("a.PNG", "b.dcm", "c.txt", ".hidden.png", "sub/d.jpg"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    flat, skipped = expand_paths([tmp_path])
+    assert [p.name for p in flat] == ["a.PNG", "b.dcm"] and skipped == 1
+    deep, _ = expand_paths([tmp_path, tmp_path / "a.PNG"], recursive=True)
+    assert [p.name for p in deep] == ["a.PNG", "b.dcm", "d.jpg"]
