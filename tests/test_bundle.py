@@ -1,0 +1,72 @@
+"""The bundled model: loads offline without unpickling, verifies its files, and its card is true."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pneumoscope.models.bundle import DEFAULT_MODEL_DIR, ModelLoadError, load_bundle
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_bundled_model_loads_and_is_the_improved_config() -> None:
+    bundle = load_bundle()
+    assert bundle.config.name == "improved"
+    assert bundle.image_size == 224
+    assert 0.0 < bundle.threshold < 1.0
+    assert bundle.ood["precision"].shape[0] == bundle.net.feature_dim
+    committed = (REPO / "configs" / "improved.yaml").read_text()
+    assert "efficientnet_lite0" in committed and bundle.config.model.arch == "efficientnet_lite0"
+
+
+def test_bundle_holds_no_pickles_and_fits_the_size_budget() -> None:
+    files = [p for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} <= {".safetensors", ".json", ".yaml", ".md", ".png"}
+    weights = sum(p.stat().st_size for p in files if p.suffix == ".safetensors")
+    assert weights <= 25 * 1024 * 1024
+
+
+def test_card_matches_the_model_record() -> None:
+    card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
+    meta = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())
+    assert "Not a medical device" in card
+    assert "pneumoscope train --config configs/improved.yaml" in card
+    assert f"{meta['threshold']:.4f}" in card
+    assert f"{meta['validation']['auc']:.4f}" in card
+    for digest in meta["files"].values():
+        assert digest in card
+
+
+@pytest.fixture()
+def bundle_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, target)
+    return target
+
+
+def test_tampered_weights_are_refused(bundle_copy: Path) -> None:
+    weights = bundle_copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="SHA-256"):
+        load_bundle(bundle_copy)
+
+
+def test_missing_or_broken_files_are_clear_errors(bundle_copy: Path, tmp_path: Path) -> None:
+    (bundle_copy / "ood.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match="missing"):
+        load_bundle(bundle_copy)
+    (bundle_copy / "model.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="corrupt"):
+        load_bundle(bundle_copy)
+    with pytest.raises(ModelLoadError, match="not found"):
+        load_bundle(tmp_path / "nowhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelLoadError, match="not a pneumoscope model"):
+        load_bundle(empty)
