@@ -20,10 +20,9 @@ from pneumoscope.cli import main
 from pneumoscope.config import ConfigError, parse_config
 from pneumoscope.data.collection import CollectionError
 from pneumoscope.evaluation.report import EVALUATE_FILES, compare, evaluate
-from pneumoscope.models.bundle import DEFAULT_MODEL_DIR, load_bundle, save_bundle
+from pneumoscope.models.bundle import load_bundle, save_bundle
 from pneumoscope.models.nets import build_net
 
-BUNDLED = DEFAULT_MODEL_DIR / "model.json"
 
 
 def _tiny_bundle(folder: Path, name: str, seed: int, threshold: float) -> Path:
@@ -105,7 +104,6 @@ def test_plain_class_folder_is_accepted(tiny_models: list[Path], chest_xray: Pat
     assert result["n"] == 16 and result["data"]["split"] == "folder"
 
 
-@pytest.mark.skipif(not BUNDLED.is_file(), reason="the bundled default model has not shipped yet (remove this skip once it has)")
 def test_evaluate_with_the_bundled_model(chest_xray: Path, tmp_path: Path) -> None:
     result = evaluate(chest_xray, split="val", model=None, out=tmp_path, n_boot=200, progress=False, quiet=True)
     check_evaluation(tmp_path, result, expected_threshold=load_bundle().threshold)
