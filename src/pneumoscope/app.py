@@ -1,44 +1,72 @@
 """The web page: Gradio Blocks over the Predictor, nothing else.
 
-Privacy by construction: uploads land in a private temporary folder and are deleted as soon as
-they are predicted; images are sent back to the browser inline (data URIs) instead of being
-written to Gradio's cache; nothing about an image is logged. Every failure becomes one line in
-the page; the server keeps serving.
+    pneumoscope serve [--model PATH] [--host 127.0.0.1] [--port 7860] [--examples DIR] [--auth USER:PASS]
+
+Privacy by construction: uploads land in a private temporary folder (``GRADIO_TEMP_DIR``) and
+are deleted as soon as they are predicted; images go back to the browser inline (data URIs)
+instead of being written to Gradio's cache; nothing about an image is logged; the server binds
+to loopback and makes no public link unless asked. Every failure becomes one line in the page
+and the server keeps serving.
+
+The same predictions are on Gradio's API: ``/predict`` (one file -> the prediction as a dict,
+an unreadable file raises an error with a one-line message) and ``/predict_batch`` (files ->
+table and CSV); ``docs/api.md`` shows a ``gradio_client`` session.
+
+Gradio and the model are imported only when :func:`serve` runs; this module imports neither.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import csv
 import html
 import io
 import logging
 import os
 import shutil
+import sys
 import tempfile
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 log = logging.getLogger("pneumoscope.app")
 
-MAX_UPLOAD = "25mb"
+MAX_UPLOAD = "50mb"
+"""Per file; an uncompressed 16-bit DICOM radiograph is up to ~40 MB."""
 FILE_TYPES = [".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"]
+"""What ``--examples`` offers. Uploads are not filtered by name: DICOM files often have no
+extension, and the loader judges a file by its content."""
+HEADERS = ["file", "label", "probability", "warnings"]
+NOT_XRAY_LABEL = "NOT A CHEST X-RAY"
+MAX_EXAMPLES = 12
+DEFAULT_OPACITY = 0.45
+SWEEP = (60, 600)
+"""Gradio's cache sweep (every 60 s, files older than 600 s): removes uploads never predicted
+(a browser uploads as soon as a file is chosen) and CSV results nobody downloaded."""
+CONCURRENCY = 2
+"""Model runs at once, all endpoints together: one per core on the machines we target."""
 DISCLAIMER = "Research and education only. Not a medical device: never use it to diagnose or treat."
 
 
-def _png_data_uri(image: Any) -> str:
+# ---------------------------------------------------------------------------- HTML pieces
+def _data_uri(image: Any) -> str:
+    """A display copy as an inline JPEG (no file written anywhere)."""
     from PIL import Image
 
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    image.convert("RGB" if image.mode not in ("L", "RGB") else image.mode).save(buffer, format="JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _error_card(message: str) -> str:
+def error_card(message: str) -> str:
     return f'<div class="ps-card ps-error" id="ps-error"><b>Cannot read this file:</b> {html.escape(message)}</div>'
 
 
@@ -49,175 +77,406 @@ def result_card(prediction: Any) -> str:
     threshold = 100 * prediction.threshold
     colour = "#c0392b" if prediction.label == "PNEUMONIA" else "#27ae60"
     bar = (
-        f'<div class="ps-bar"><div class="ps-fill" style="width:{percent:.1f}%;background:{colour}"></div>'
-        f'<div class="ps-mark" style="left:{threshold:.1f}%" title="threshold"></div></div>'
+        f'<div class="ps-bar" title="pneumonia probability; the black mark is the threshold">'
+        f'<div class="ps-fill" style="width:{percent:.1f}%;background:{colour}"></div>'
+        f'<div class="ps-mark" style="left:{threshold:.1f}%"></div></div>'
     )
     figures = (
         f'<div class="ps-prob">pneumonia probability <b id="ps-probability">{probability:.3f}</b> '
-        f"(threshold {prediction.threshold:.3f})</div>{bar}"
+        f'(threshold <span id="ps-threshold">{prediction.threshold:.3f}</span>)</div>{bar}'
     )
     if not prediction.is_chest_xray:
-        reasons = "".join(f"<li>{html.escape(r)}</li>" for r in prediction.warnings)
+        reasons = "".join(f"<li>{html.escape(reason)}</li>" for reason in prediction.warnings)
         return (
             '<div class="ps-card ps-warning" id="ps-warning"><b>This does not look like a chest X-ray.</b> '
             "The model was trained only on frontal chest radiographs, so its output here is not a "
             f"diagnosis and is not shown as one.<ul>{reasons}</ul>"
-            f'<details><summary>raw model output</summary>{figures}</details></div>'
+            f"<details><summary>raw model output</summary>{figures}</details></div>"
         )
     return (
         f'<div class="ps-card"><div class="ps-label" id="ps-label" style="color:{colour}">{prediction.label}</div>'
-        f"{figures}<div class='ps-note'>{DISCLAIMER}</div></div>"
+        f'{figures}<div class="ps-note">{DISCLAIMER}</div></div>'
     )
 
 
-def images_html(image: np.ndarray, overlay: Any | None, show_heatmap: bool, opacity: float) -> str:
-    from pneumoscope.inference.explain import overlay_heatmap
+def images_html(image: np.ndarray | None, heatmap: np.ndarray | None, show_heatmap: bool, opacity: float) -> str:
+    """The image as read, or the Grad-CAM overlay on it, as an inline picture."""
+    if image is None:
+        return ""
+    picture: Any = image
+    caption = "The image as read"
+    if show_heatmap and heatmap is not None:
+        from pneumoscope.inference.explain import overlay_heatmap
 
-    shown = "image as read"
-    picture = image
-    if show_heatmap and overlay is not None:
-        picture = overlay_heatmap(image, overlay, alpha=opacity)
-        shown = "Grad-CAM: regions that raised the pneumonia score"
+        picture = overlay_heatmap(image, heatmap.astype(np.float32), alpha=float(opacity))
+        caption = "Grad-CAM: the regions that raised the pneumonia score (not a map of the disease)"
+    elif show_heatmap:
+        caption += " (no heatmap: this model was loaded without its PyTorch network)"
     return (
-        f'<figure class="ps-figure"><img id="ps-image" src="{_png_data_uri(picture)}" alt="{shown}"/>'
-        f"<figcaption>{shown}</figcaption></figure>"
+        f'<figure class="ps-figure"><img id="ps-image" src="{_data_uri(picture)}" alt="{html.escape(caption)}"/>'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
 
 
-def _is_inside(path: Path, folder: Path) -> bool:
-    try:
-        return path.resolve().is_relative_to(folder.resolve())
-    except OSError:
-        return False
-
-
-class App:
-    """The handlers, holding one Predictor; kept apart from the layout so tests can call them."""
-
-    def __init__(self, predictor: Any, upload_dir: Path) -> None:
-        self.predictor = predictor
-        self.upload_dir = upload_dir
-
-    def _discard(self, path: str | None) -> None:
-        """Delete an upload once predicted (only files in our own temporary folder)."""
-        if path and _is_inside(Path(path), self.upload_dir):
-            try:
-                os.remove(path)
-            except OSError:
-                pass
-
-    def predict_one(self, path: str | None, show_heatmap: bool, opacity: float):
-        """-> (result dict for the API, result card HTML, image HTML, session state)."""
-        if not path:
-            return {"error": "no file uploaded"}, _error_card("no file uploaded"), "", None
-        try:
-            prediction = self.predictor.predict(path, heatmap=True)
-        except Exception as exc:  # every failure is one line in the page, never a traceback
-            message = _message(exc)
-            return {"error": message}, _error_card(message), "", None
-        finally:
-            self._discard(path)
-        state = {"image": prediction.image, "heatmap": prediction.heatmap}
-        result = prediction.to_dict()
-        return result, result_card(prediction), images_html(prediction.image, prediction.heatmap, show_heatmap, opacity), state
-
-    def redraw(self, state: dict | None, show_heatmap: bool, opacity: float) -> str:
-        if not state:
-            return ""
-        return images_html(state["image"], state["heatmap"], show_heatmap, opacity)
-
-    def predict_batch(self, paths: list[str] | None):
-        """-> (table rows, CSV file path)."""
-        rows: list[list[Any]] = []
-        for path in paths or []:
-            name = Path(path).name
-            try:
-                prediction = self.predictor.predict(path, heatmap=False)
-                warning = "; ".join(prediction.warnings) if not prediction.is_chest_xray else ""
-                label = prediction.label if prediction.is_chest_xray else f"({prediction.label}) not a chest X-ray?"
-                rows.append([name, label, round(prediction.probability, 4), warning])
-            except Exception as exc:
-                rows.append([name, "ERROR", None, _message(exc)])
-            finally:
-                self._discard(path)
-        handle = tempfile.NamedTemporaryFile("w", suffix=".csv", prefix="pneumoscope-results-", delete=False, newline="")
-        with handle:
-            writer = csv.writer(handle)
-            writer.writerow(["file", "label", "probability", "warnings"])
-            writer.writerows(rows)
-        return rows, handle.name
-
-
-def _message(exc: Exception) -> str:
+def _message(exc: BaseException) -> str:
+    """One line for the user; for anything unexpected only the exception's type is logged."""
     from pneumoscope.errors import USER_ERRORS
 
     if isinstance(exc, USER_ERRORS):
-        return str(exc)
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     log.error("prediction failed: %s", type(exc).__name__)  # the type only: never image content
     return f"the image could not be processed ({type(exc).__name__})"
 
 
+# ---------------------------------------------------------------------------- uploads
+def _key(path: str | Path) -> str:
+    return os.path.realpath(path)
+
+
+class PendingUploads(set):
+    """Gradio's set of uploaded paths (``Blocks.upload_file_set``), also counting pending uploads.
+
+    Gradio stores an upload at ``<temp>/<content hash>/<name>``: two clients sending the same
+    file share one path. Deleting it after the first prediction would pull it from under the
+    second, so an upload is deleted only when no other upload of the same path waits. Entries
+    older than the cache sweep are forgotten (the sweep has deleted those files anyway).
+    """
+
+    def __init__(self, paths: Any = (), max_age: float = SWEEP[1]) -> None:
+        super().__init__(paths)
+        self.max_age = max_age
+        self._times: dict[str, collections.deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def update(self, *others: Any) -> None:  # called by Gradio's /upload route
+        now = time.monotonic()
+        with self._lock:
+            for paths in others:
+                for path in paths:
+                    self._times.setdefault(_key(path), collections.deque()).append(now)
+        super().update(*others)
+
+    def release(self, path: str) -> bool:
+        """One upload of ``path`` has been predicted; True when no other upload of it is pending."""
+        key, horizon = _key(path), time.monotonic() - self.max_age
+        with self._lock:
+            times = self._times.get(key)
+            if times:
+                times.popleft()
+                while times and times[0] < horizon:
+                    times.popleft()
+            if times:
+                return False
+            self._times.pop(key, None)
+            self.discard(path)
+            return True
+
+
+def _path_of(value: Any) -> str | None:
+    """An upload as the handlers receive it: a path (direct calls, tests) or Gradio's file payload.
+
+    The events skip Gradio's preprocessing (``preprocess=False``), whose ``gr.File`` leaves an
+    empty temporary file behind for every upload; Gradio still checks that the path is an upload.
+    """
+    if value is None or isinstance(value, (str, os.PathLike)):
+        return None if value is None else os.fspath(value)
+    if isinstance(value, dict):
+        return value.get("path")
+    return getattr(value, "path", None)
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
+    except OSError:
+        return False
+
+
+class SingleResult(NamedTuple):
+    """The outputs of one prediction in the page, in the order of the event's outputs."""
+
+    card: str
+    """The label, probability, threshold and bar (or the warning, or the error) as HTML."""
+    picture: str
+    """The image as read, or its Grad-CAM overlay, as HTML with an inline image."""
+    result: dict[str, Any]
+    """What the API returns: the prediction's dict, or ``{"error": message}``."""
+    state: dict[str, Any] | None
+    """The image and heatmap kept for redrawing when the toggle or the opacity change."""
+    upload: None
+    """Clears the file input: the upload is deleted once predicted."""
+
+
+class App:
+    """The handlers, holding one Predictor; kept apart from the layout so tests can call them.
+
+    Only files inside ``upload_dir`` are ever deleted, and never those in ``protected`` (the
+    cached copies of the examples, which Gradio places there before the server starts).
+    """
+
+    def __init__(self, predictor: Any, upload_dir: Path, pending: PendingUploads | None = None) -> None:
+        self.predictor = predictor
+        self.upload_dir = Path(upload_dir)
+        self.pending = pending
+        self.protected: set[str] = set()
+
+    def discard(self, path: str | None) -> None:
+        """Delete an upload once predicted: only files in our own temporary folder, never an example."""
+        if not path or not _is_inside(Path(path), self.upload_dir) or _key(path) in self.protected:
+            return
+        if self.pending is not None and not self.pending.release(path):
+            return  # the same file was uploaded again and waits for its own prediction
+        try:
+            os.remove(path)
+        except OSError:
+            return
+        parent = Path(path).parent
+        if parent != self.upload_dir and _is_inside(parent, self.upload_dir):
+            try:
+                parent.rmdir()  # Gradio's per-upload folder, named by a hash of the content
+            except OSError:
+                pass
+
+    # ------------------------------------------------------------------ the page
+    def predict_one(self, upload: Any, show_heatmap: bool = True, opacity: float = DEFAULT_OPACITY) -> SingleResult:
+        """Predict one upload (a path) for the page; never raises."""
+        path = _path_of(upload)
+        if not path:
+            return SingleResult(error_card("no file uploaded"), "", {"error": "no file uploaded"}, None, None)
+        try:
+            prediction = self.predictor.predict(path, heatmap=self.predictor.can_explain)
+        except Exception as exc:  # every failure is one line in the page, never a traceback
+            message = _message(exc)
+            return SingleResult(error_card(message), "", {"error": message}, None, None)
+        finally:
+            self.discard(path)
+        heatmap = None if prediction.heatmap is None else prediction.heatmap.astype(np.float16)
+        state = {"image": prediction.image, "heatmap": heatmap}
+        picture = images_html(prediction.image, heatmap, show_heatmap, opacity)
+        return SingleResult(result_card(prediction), picture, prediction.to_dict(), state, None)
+
+    def redraw(self, state: dict[str, Any] | None, show_heatmap: bool, opacity: float) -> Any:
+        if not state:
+            import gradio as gr
+
+            return gr.skip()  # nothing predicted yet, or the session's state expired: leave the page as is
+        return images_html(state["image"], state["heatmap"], show_heatmap, opacity)
+
+    # ------------------------------------------------------------------ the API
+    def api_predict(self, upload: Any) -> dict[str, Any]:
+        """One file -> its prediction (label, probability, threshold, is_chest_xray, warnings, ood_distance).
+
+        An unreadable file raises an error whose message is one line, for the client to show.
+        """
+        import gradio as gr
+
+        path = _path_of(upload)
+        if not path:
+            raise gr.Error("no file uploaded", print_exception=False)
+        try:
+            return self.predictor.predict(path).to_dict()
+        except Exception as exc:
+            raise gr.Error(_message(exc), print_exception=False) from None
+        finally:
+            self.discard(path)
+
+    def predict_batch(self, uploads: list[Any] | None) -> tuple[list[list[Any]], str | None]:
+        """Many files -> (table rows: file, label, probability, warnings; the rows as a CSV file).
+
+        A file that is not a chest X-ray is labelled so, with the reasons in ``warnings`` and
+        the raw probability kept; an unreadable file is a row labelled ERROR with the message.
+        """
+        rows: list[list[Any]] = []
+        for upload in uploads or []:
+            path = _path_of(upload)
+            if not path:
+                continue
+            name = Path(path).name
+            try:
+                prediction = self.predictor.predict(path)
+            except Exception as exc:
+                rows.append([name, "ERROR", None, _message(exc)])
+            else:
+                label = prediction.label if prediction.is_chest_xray else NOT_XRAY_LABEL
+                rows.append([name, label, round(prediction.probability, 4), "; ".join(prediction.warnings)])
+            finally:
+                self.discard(path)
+        if not rows:
+            return [], None
+        # Written into the private folder: Gradio serves it from there, the sweep and shutdown delete it.
+        handle, csv_path = tempfile.mkstemp(prefix="pneumoscope-results-", suffix=".csv", dir=self.upload_dir)
+        with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(HEADERS)
+            writer.writerows(rows)
+        return rows, csv_path
+
+
+# ---------------------------------------------------------------------------- layout
 CSS = """
 .ps-card{padding:14px;border-radius:8px;border:1px solid #ddd}
-.ps-error{border-color:#c0392b;background:#fdecea}
-.ps-warning{border-color:#e67e22;background:#fff4e5}
+.ps-error{border-color:#c0392b;background:#fdecea;color:#222}
+.ps-warning{border-color:#e67e22;background:#fff4e5;color:#222}
 .ps-label{font-size:2em;font-weight:700}
 .ps-bar{position:relative;height:16px;background:#eee;border-radius:8px;margin:8px 0}
 .ps-fill{height:100%;border-radius:8px}
 .ps-mark{position:absolute;top:-4px;width:2px;height:24px;background:#000}
-.ps-note{font-size:.85em;color:#666}
-.ps-figure img{max-width:100%;max-height:560px}
+.ps-note{font-size:.85em;opacity:.75}
+.ps-figure{margin:0}
+.ps-figure img{max-width:100%;max-height:600px}
+.ps-figures img{max-width:48%;margin:4px;vertical-align:top}
 """
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "Helvetica", "Arial", "sans-serif"]
+MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Consolas", "monospace"]
 
 
-def about_markdown(bundle_path: Path | None) -> str:
-    card = bundle_path / "MODEL_CARD.md" if bundle_path else None
-    text = card.read_text(encoding="utf-8") if card and card.is_file() else "No model card found for this model."
+def about_content(predictor: Any) -> tuple[str, str]:
+    """(the model card as Markdown, the confusion matrix and ROC figures as HTML) of the model folder."""
+    folder = getattr(predictor, "model_path", None)
+    folder = Path(folder) if folder is not None else None
+    card = folder / "MODEL_CARD.md" if folder is not None and folder.is_dir() else None
+    if card is not None and card.is_file():
+        text = card.read_text(encoding="utf-8")
+    else:
+        name = getattr(predictor, "name", "this model")
+        text = f"No model card found for `{name}` (a model card is the MODEL_CARD.md of a model folder)."
     figures = ""
-    for name in ("confusion_matrix.png", "roc.png"):
-        figure = bundle_path / "figures" / name if bundle_path else None
-        if figure and figure.is_file():
+    for name, title in (("confusion_matrix.png", "Confusion matrix"), ("roc.png", "ROC curve")):
+        figure = folder / "figures" / name if card is not None else None
+        if figure is not None and figure.is_file():
             uri = "data:image/png;base64," + base64.b64encode(figure.read_bytes()).decode()
-            figures += f'<img src="{uri}" alt="{name}" style="max-width:48%;margin:4px"/>'
+            figures += f'<img src="{uri}" alt="{title}" title="{title}"/>'
+    if figures:
+        figures = f'<div class="ps-figures" id="ps-figures">{figures}</div>'
     return text, figures
 
 
-def build_app(predictor: Any, upload_dir: Path, examples: str | None = None):
+def example_files(folder: str | Path, limit: int = MAX_EXAMPLES) -> list[Path]:
+    """Up to ``limit`` images under ``folder``, taken in turn from each subfolder (NORMAL, PNEUMONIA, ...)."""
+    root = Path(folder)
+    groups: dict[Path, list[Path]] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix.lower() in FILE_TYPES:
+            groups.setdefault(path.parent, []).append(path)
+    chosen: list[Path] = []
+    queues = [collections.deque(files) for _, files in sorted(groups.items())]
+    while len(chosen) < limit and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < limit:
+                chosen.append(queue.popleft())
+    return chosen
+
+
+def build_app(predictor: Any, upload_dir: Path, examples: str | Path | None = None) -> tuple[Any, App]:
+    """The Blocks and their handlers. ``GRADIO_TEMP_DIR`` must already name ``upload_dir``."""
     import gradio as gr
 
-    app = App(predictor, upload_dir)
-    card_text, figures = about_markdown(getattr(predictor, "model_path", None))
-    with gr.Blocks(title="pneumoscope", delete_cache=(300, 600)) as demo:
-        gr.Markdown(f"# pneumoscope\nPneumonia on a paediatric chest X-ray, with what drove the answer. **{DISCLAIMER}**")
+    with gr.Blocks(title="pneumoscope", analytics_enabled=False, delete_cache=SWEEP) as demo:
+        pending = PendingUploads(demo.upload_file_set)
+        demo.temp_file_sets = [pending if s is demo.upload_file_set else s for s in demo.temp_file_sets]
+        demo.upload_file_set = pending
+        app = App(predictor, upload_dir, pending)
+
+        gr.Markdown(
+            "# pneumoscope\nPneumonia on a paediatric frontal chest X-ray, with the regions that drove "
+            f"the answer. **{DISCLAIMER}**"
+        )
         with gr.Tab("Single image"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    upload = gr.File(label="Chest X-ray (PNG, JPEG or DICOM)", file_types=FILE_TYPES, type="filepath", elem_id="ps-upload")
-                    show = gr.Checkbox(value=True, label="Show Grad-CAM heatmap")
-                    opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Heatmap opacity")
+                    upload = gr.File(
+                        label="Chest X-ray (PNG, JPEG or DICOM): drop it here or click", elem_id="ps-upload",
+                    )
                     button = gr.Button("Predict", variant="primary", elem_id="ps-predict")
+                    show = gr.Checkbox(value=True, label="Show the Grad-CAM heatmap", elem_id="ps-show-heatmap")
+                    opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Heatmap opacity", elem_id="ps-opacity")
+                    gr.Markdown("Uploads are deleted from the server as soon as they are predicted.", elem_classes="ps-note")
                     if examples:
-                        files = sorted(p for p in Path(examples).rglob("*") if p.suffix.lower() in FILE_TYPES)[:12]
+                        files = example_files(examples)
                         if files:
-                            gr.Examples([[str(p)] for p in files], inputs=[upload], label="Examples")
+                            gr.Examples(
+                                [[str(p)] for p in files], inputs=[upload], label="Examples",
+                                example_labels=[str(p.relative_to(examples)) for p in files],
+                                examples_per_page=MAX_EXAMPLES, cache_examples=False, api_visibility="private",
+                            )
                 with gr.Column(scale=2):
                     card = gr.HTML(elem_id="ps-result")
                     picture = gr.HTML(elem_id="ps-picture")
-                    result = gr.JSON(label="Result (as the API returns it)", visible=True)
-            state = gr.State(None)
-            button.click(app.predict_one, [upload, show, opacity], [result, card, picture, state], api_name="predict")
-            show.change(app.redraw, [state, show, opacity], picture, api_name=False)
-            opacity.release(app.redraw, [state, show, opacity], picture, api_name=False)
+                    with gr.Accordion("Result as the API returns it", open=False):
+                        result = gr.JSON(label="result", elem_id="ps-json")
+            state = gr.State(None, time_to_live=900)
+            button.click(
+                app.predict_one, [upload, show, opacity], [card, picture, result, state, upload],
+                api_visibility="private", concurrency_id="model", preprocess=False,
+            )
+            show.change(app.redraw, [state, show, opacity], picture, api_visibility="private", show_progress="hidden")
+            opacity.release(app.redraw, [state, show, opacity], picture, api_visibility="private", show_progress="hidden")
         with gr.Tab("Batch"):
-            many = gr.File(label="Many chest X-rays", file_count="multiple", file_types=FILE_TYPES, type="filepath")
-            run = gr.Button("Predict all", variant="primary")
-            table = gr.Dataframe(headers=["file", "label", "probability", "warnings"], interactive=False, elem_id="ps-table")
-            download = gr.File(label="Results as CSV")
-            run.click(app.predict_batch, [many], [table, download], api_name="predict_batch")
+            many = gr.File(
+                label="Many chest X-rays (PNG, JPEG or DICOM)", file_count="multiple", elem_id="ps-batch-upload",
+            )
+            run = gr.Button("Predict all", variant="primary", elem_id="ps-batch-run")
+            table = gr.Dataframe(
+                headers=HEADERS, datatype=["str", "str", "number", "str"], interactive=False,
+                wrap=True, label="Results (click a column header to sort)", elem_id="ps-table",
+            )
+            download = gr.File(label="Results as CSV", elem_id="ps-csv", interactive=False)
+            run.click(
+                app.predict_batch, [many], [table, download], api_name="predict_batch", concurrency_id="model", preprocess=False,
+            ).then(lambda: None, None, many, api_visibility="private", queue=False)
         with gr.Tab("About the model"):
-            gr.Markdown(card_text)
-            gr.HTML(figures)
-    return demo
+            text, figures = about_content(predictor)
+            gr.Markdown(
+                f"**Model** `{predictor.name}` · threshold {predictor.threshold:.4f} · scored by "
+                f"{predictor.backend}"
+            )
+            if figures:
+                gr.HTML(figures)
+            gr.Markdown(text, elem_id="ps-card")
+
+        # The API's single-image endpoint: a file in, the prediction's dict out (no HTML, no pictures).
+        api_file = gr.File(visible=False)
+        api_result = gr.JSON(visible=False)
+        api_trigger = gr.Button(visible=False)
+        api_trigger.click(app.api_predict, [api_file], [api_result], api_name="predict", concurrency_id="model", preprocess=False)
+
+    # Nothing has been uploaded yet: whatever is in the folder now is an example's cached copy.
+    app.protected = {_key(p) for p in Path(upload_dir).rglob("*") if p.is_file()}
+    return demo, app
+
+
+# ---------------------------------------------------------------------------- serving
+@dataclass
+class Served:
+    """A running app: its URL, the Blocks, the handlers (``app.upload_dir`` is the private folder)."""
+
+    url: str
+    demo: Any
+    app: App
+
+    def close(self) -> None:
+        self.demo.close()
+        shutil.rmtree(self.app.upload_dir, ignore_errors=True)
+
+
+def _parse_auth(auth: str | None) -> tuple[str, str] | None:
+    if not auth:
+        return None
+    user, sep, password = auth.partition(":")
+    if not sep or not user or not password:
+        from pneumoscope.cli import UserError
+
+        raise UserError("--auth must be USER:PASS")
+    return user, password
+
+
+def _warm_up(predictor: Any) -> None:
+    """First Grad-CAM pass (imports MONAI, builds hooks) in the background, so the first user does not wait."""
+    try:
+        gradient = np.tile(np.linspace(0, 255, 256, dtype=np.uint8), (256, 1))
+        predictor.predict(gradient, heatmap=predictor.can_explain)
+    except Exception as exc:  # pragma: no cover - a failed warm-up only costs the first user time
+        log.warning("warm-up failed: %s", type(exc).__name__)
 
 
 def serve(
@@ -228,31 +487,48 @@ def serve(
     auth: str | None = None,
     share: bool = False,
     block: bool = True,
-):
-    """Start the app. Binds to loopback and makes no public link unless asked."""
+    warm_up: bool = True,
+) -> Served:
+    """Start the app. Binds to loopback and makes no public link unless asked.
+
+    ``block=False`` returns at once with the server running in a thread; call ``close()``.
+    """
+    from pneumoscope.cli import UserError
+
+    credentials = _parse_auth(auth)
+    if examples is not None and not Path(examples).is_dir():
+        raise UserError(f"--examples: not a folder: {examples}")
     upload_dir = Path(tempfile.mkdtemp(prefix="pneumoscope-uploads-"))
-    os.environ["GRADIO_TEMP_DIR"] = str(upload_dir)
+    os.environ["GRADIO_TEMP_DIR"] = str(upload_dir)  # before Gradio makes a component or a route
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from pneumoscope.inference.predictor import Predictor
-
-    predictor = Predictor.load(model)
-    demo = build_app(predictor, upload_dir, examples)
-    credentials = None
-    if auth:
-        user, sep, password = auth.partition(":")
-        if not sep or not user or not password:
-            from pneumoscope.cli import UserError
-
-            raise UserError("--auth must be USER:PASS")
-        credentials = (user, password)
-    demo.queue(default_concurrency_limit=2)
     try:
-        demo.launch(
-            server_name=host, server_port=port, share=share, auth=credentials,
-            max_file_size=MAX_UPLOAD, allowed_paths=[examples] if examples else None,
-            show_error=False, quiet=True, prevent_thread_lock=not block,
-        )
-    finally:
-        if block:
-            shutil.rmtree(upload_dir, ignore_errors=True)
-    return demo
+        from pneumoscope.inference.predictor import Predictor
+
+        predictor = Predictor.load(model)
+        import gradio as gr
+
+        demo, app = build_app(predictor, upload_dir, examples)
+        demo.queue(default_concurrency_limit=CONCURRENCY, max_size=256)
+        try:
+            _, url, _ = demo.launch(
+                server_name=host, server_port=port, share=share, auth=credentials,
+                max_file_size=MAX_UPLOAD, show_error=False, quiet=True, prevent_thread_lock=True,
+                footer_links=["api"], ssr_mode=False, mcp_server=False, pwa=False, enable_monitoring=False,
+                state_session_capacity=200, css=CSS,
+                theme=gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS),  # no web-font requests
+            )
+        except OSError as exc:
+            raise UserError(f"cannot serve on {host}:{port}: {str(exc).splitlines()[0]}") from None
+    except BaseException:
+        shutil.rmtree(upload_dir, ignore_errors=True)
+        raise
+    served = Served(url=url or f"http://{host}:{port}/", demo=demo, app=app)
+    print(f"pneumoscope: serving model '{predictor.name}' at {served.url}", file=sys.stderr, flush=True)
+    if warm_up:
+        threading.Thread(target=_warm_up, args=(predictor,), name="pneumoscope-warm-up", daemon=True).start()
+    if block:
+        try:
+            demo.block_thread()
+        finally:
+            served.close()
+    return served

@@ -224,7 +224,7 @@ def run_batch(
     workers = workers if workers is not None else default_workers()
     pool = _start_pool(workers, len(files))
     try:
-        predictor = Predictor.load(model)
+        predictor = Predictor.load(model, spin=False)  # idle ORT threads must not steal the decoders' cores
         if heatmaps and not predictor.can_explain:
             raise UserError("--heatmaps needs the model folder (PyTorch); an .onnx file cannot explain its scores")
         painter = _HeatmapWriter(heatmaps) if heatmaps else None

@@ -98,9 +98,9 @@ class PreparedImage:
     """uint8 (H, W) grey image as read, at most ``DISPLAY_MAX`` a side; None when not kept."""
 
     def facts(self) -> DecodedImage:
-        """What the out-of-distribution check reads from the file."""
-        grey = self.display if self.display is not None else self.pixels
-        return DecodedImage(grey, self.original_size, self.colourfulness, self.format)
+        """What the out-of-distribution check reads: the file's facts and the network's own pixels
+        (not the display copy), so the API and the batch CLI, which keeps no display copy, judge alike."""
+        return DecodedImage(self.pixels, self.original_size, self.colourfulness, self.format)
 
 
 def prepare_image(source: ImageSource, size: int, *, keep_display: bool = True) -> PreparedImage:
@@ -165,25 +165,29 @@ class Predictor:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, model: str | Path | None = None, backend: Backend = "auto", threads: int | None = None) -> "Predictor":
+    def load(
+        cls, model: str | Path | None = None, backend: Backend = "auto", threads: int | None = None, spin: bool = True
+    ) -> "Predictor":
         """Load the bundled model (``None``), a model folder (a training run) or an ``.onnx`` exported by us.
 
         ``backend``: ``"auto"`` scores with ONNX Runtime when it is installed and PyTorch
         otherwise; ``"onnx"`` insists on ONNX Runtime; ``"torch"`` uses PyTorch only (no export).
         Heatmaps always use PyTorch, so a predictor loaded from an ``.onnx`` file has none.
-        ``threads``: ONNX Runtime threads (default: one per physical core).
+        ``threads``: ONNX Runtime threads (default: one per physical core). ``spin``: let them
+        busy-wait between runs (lowest latency for one image); the batch CLI turns it off so that
+        they leave the cores to its decoding processes.
         """
         if backend not in ("auto", "onnx", "torch"):
             raise ValueError(f"backend must be 'auto', 'onnx' or 'torch', not {backend!r}")
         if model is not None and Path(model).suffix.lower() == ".onnx":
             if backend == "torch":
                 raise ValueError("an .onnx model runs on ONNX Runtime only; pass the model folder for PyTorch")
-            return cls._from_onnx(Path(model), threads)
+            return cls._from_onnx(Path(model), threads, spin)
         bundle = load_bundle(model)
         bundle.net.requires_grad_(False)  # inference only: no parameter ever needs a gradient
         session = None
         if backend != "torch":
-            session = cls._bundle_session(bundle, threads, required=backend == "onnx")
+            session = cls._bundle_session(bundle, threads, spin, required=backend == "onnx")
         ood = bundle.meta.get("ood") or {}
         return cls(
             image_size=bundle.image_size, threshold=bundle.threshold, temperature=bundle.temperature,
@@ -194,7 +198,7 @@ class Predictor:
         )
 
     @staticmethod
-    def _bundle_session(bundle: Any, threads: int | None, required: bool) -> Any:
+    def _bundle_session(bundle: Any, threads: int | None, spin: bool, required: bool) -> Any:
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
@@ -204,7 +208,7 @@ class Predictor:
         from pneumoscope.inference.onnx import ExportError, cached_export, open_session
 
         try:
-            return open_session(cached_export(bundle), threads)
+            return open_session(cached_export(bundle), threads, spinning=spin)
         except (ExportError, ModelLoadError, OSError) as exc:
             if required:
                 raise
@@ -212,7 +216,7 @@ class Predictor:
             return None
 
     @classmethod
-    def _from_onnx(cls, path: Path, threads: int | None) -> "Predictor":
+    def _from_onnx(cls, path: Path, threads: int | None, spin: bool) -> "Predictor":
         from pneumoscope.inference.onnx import INPUT, open_session, read_contract
 
         if not path.is_file():
@@ -221,7 +225,7 @@ class Predictor:
             import onnxruntime  # noqa: F401
         except ImportError:
             raise ModelLoadError("an .onnx model needs the onnxruntime package") from None
-        session = open_session(path, threads)
+        session = open_session(path, threads, spinning=spin)
         contract = read_contract(session.get_modelmeta().custom_metadata_map)
         if [i.name for i in session.get_inputs()] != [INPUT]:
             raise ModelLoadError(f"{path.name} does not take the '{INPUT}' input pneumoscope exports")
