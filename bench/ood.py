@@ -36,7 +36,7 @@ def flagged(predictor: Predictor, images: list) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
-    parser.add_argument("--manifest", default=str(REPO / "runs" / "improved" / "split_manifest.csv"))
+    parser.add_argument("--manifest", default=str(DEFAULT_MODEL_DIR / "split_manifest.csv"))
     parser.add_argument("--transformed", type=int, default=150, help="validation X-rays per transform")
     parser.add_argument("--card", action="store_true")
     args = parser.parse_args()

@@ -17,6 +17,7 @@ Gradio and the model are imported only when :func:`serve` runs; this module impo
 
 from __future__ import annotations
 
+import atexit
 import base64
 import collections
 import csv
@@ -25,6 +26,7 @@ import io
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -323,8 +325,8 @@ CSS = """
 .ps-mark{position:absolute;top:-4px;width:2px;height:24px;background:#000}
 .ps-note{font-size:.85em;opacity:.75}
 .ps-figure{margin:0}
-.ps-figure img{max-width:100%;max-height:600px}
-.ps-figures img{max-width:48%;margin:4px;vertical-align:top}
+.ps-figure img{width:100%;max-width:760px;height:auto}
+.ps-figures img{display:inline-block;max-width:48%;margin:4px;vertical-align:top}
 """
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "Helvetica", "Arial", "sans-serif"]
 MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Consolas", "monospace"]
@@ -419,6 +421,7 @@ def build_app(predictor: Any, upload_dir: Path, examples: str | Path | None = No
             table = gr.Dataframe(
                 headers=HEADERS, datatype=["str", "str", "number", "str"], interactive=False,
                 wrap=True, label="Results (click a column header to sort)", elem_id="ps-table",
+                column_widths=["24%", "16%", "10%", "50%"],
             )
             download = gr.File(label="Results as CSV", elem_id="ps-csv", interactive=False)
             run.click(
@@ -499,6 +502,7 @@ def serve(
     if examples is not None and not Path(examples).is_dir():
         raise UserError(f"--examples: not a folder: {examples}")
     upload_dir = Path(tempfile.mkdtemp(prefix="pneumoscope-uploads-"))
+    atexit.register(shutil.rmtree, upload_dir, True)
     os.environ["GRADIO_TEMP_DIR"] = str(upload_dir)  # before Gradio makes a component or a route
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
@@ -527,8 +531,14 @@ def serve(
     if warm_up:
         threading.Thread(target=_warm_up, args=(predictor,), name="pneumoscope-warm-up", daemon=True).start()
     if block:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl+C does: uploads folder removed
         try:
             demo.block_thread()
         finally:
             served.close()
     return served
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
