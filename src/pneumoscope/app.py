@@ -101,8 +101,15 @@ def result_card(prediction: Any) -> str:
     )
 
 
-def images_html(image: np.ndarray | None, heatmap: np.ndarray | None, show_heatmap: bool, opacity: float) -> str:
-    """The image as read, or the Grad-CAM overlay on it, as an inline picture."""
+NO_HEATMAP_ONNX = "this model was loaded without its PyTorch network"
+NO_HEATMAP_NOT_XRAY = "this does not look like a chest X-ray"
+
+
+def images_html(
+    image: np.ndarray | None, heatmap: np.ndarray | None, show_heatmap: bool, opacity: float,
+    no_heatmap: str = NO_HEATMAP_ONNX,
+) -> str:
+    """The image as read, or the Grad-CAM overlay on it, as an inline picture; ``no_heatmap`` says why there is none."""
     if image is None:
         return ""
     picture: Any = image
@@ -113,7 +120,7 @@ def images_html(image: np.ndarray | None, heatmap: np.ndarray | None, show_heatm
         picture = overlay_heatmap(image, heatmap.astype(np.float32), alpha=float(opacity))
         caption = "Grad-CAM: the regions that raised the pneumonia score (not a map of the disease)"
     elif show_heatmap:
-        caption += " (no heatmap: this model was loaded without its PyTorch network)"
+        caption += f" (no heatmap: {no_heatmap})"
     return (
         f'<figure class="ps-figure"><img id="ps-image" src="{_data_uri(picture)}" alt="{html.escape(caption)}"/>'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
@@ -187,6 +194,14 @@ def _path_of(value: Any) -> str | None:
     return getattr(value, "path", None)
 
 
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns
+
+
 def _is_inside(path: Path, folder: Path) -> bool:
     try:
         return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
@@ -209,6 +224,41 @@ class SingleResult(NamedTuple):
     """Clears the file input: the upload is deleted once predicted."""
 
 
+def _glibc() -> Any:
+    global _libc
+    if _libc is None:
+        try:
+            import ctypes
+
+            _libc = ctypes.CDLL("libc.so.6")
+            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
+            _libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        except (OSError, AttributeError):
+            _libc = False
+    return _libc
+
+
+def _trim_heap() -> None:
+    """Give freed heap memory back to the system (glibc only; a no-op elsewhere).
+
+    Decoding radiographs of every size in several worker threads leaves each thread's malloc
+    arena holding its high-water mark: without this the server's RSS creeps up with traffic.
+    """
+    if _glibc():
+        _libc.malloc_trim(0)
+
+
+def _limit_arenas(arenas: int = 2) -> None:
+    """At most ``arenas`` malloc arenas for the threads to come (glibc's default is 8 per core)."""
+    if _glibc():
+        _libc.mallopt(-8, arenas)  # M_ARENA_MAX
+
+
+_libc: Any = None
+TRIM_EVERY = 16
+"""Predictions between two heap trims (one trim costs a few milliseconds)."""
+
+
 class App:
     """The handlers, holding one Predictor; kept apart from the layout so tests can call them.
 
@@ -221,23 +271,52 @@ class App:
         self.upload_dir = Path(upload_dir)
         self.pending = pending
         self.protected: set[str] = set()
+        self.file_blocks: list[Any] = []
+        """The file components: Gradio remembers each upload's path in their ``temp_files`` for ever."""
+        self._predicted = 0
+        self._count_lock = threading.Lock()
 
-    def discard(self, path: str | None) -> None:
-        """Delete an upload once predicted: only files in our own temporary folder, never an example."""
-        if not path or not _is_inside(Path(path), self.upload_dir) or _key(path) in self.protected:
+    def discard(self, path: str | None, seen: tuple[int, int] | None = None) -> None:
+        """Delete an upload once predicted: only files in our own temporary folder, never an example.
+
+        ``seen``: the file's identity when its prediction started; a file replaced since then
+        is another client's upload of the same content (Gradio moved it onto this path), left
+        for that client's own prediction to delete.
+        """
+        with self._count_lock:
+            self._predicted += 1
+            trim = self._predicted % TRIM_EVERY == 0
+        if trim:
+            _trim_heap()
+        if not path or not _is_inside(Path(path), self.upload_dir):
             return
-        if self.pending is not None and not self.pending.release(path):
-            return  # the same file was uploaded again and waits for its own prediction
+        last = self.pending is None or self.pending.release(path)
+        if not last or _key(path) in self.protected:
+            return  # the same file was uploaded again and waits for its own prediction; or an example
+        for block in self.file_blocks:
+            block.temp_files.discard(path)
+        if seen is not None and _identity(path) != seen:
+            return
         try:
             os.remove(path)
         except OSError:
             return
         parent = Path(path).parent
-        if parent != self.upload_dir and _is_inside(parent, self.upload_dir):
+        if parent != self.upload_dir and _is_inside(parent, self.upload_dir) and not self._upload_in_flight():
             try:
                 parent.rmdir()  # Gradio's per-upload folder, named by a hash of the content
             except OSError:
                 pass
+
+    def _upload_in_flight(self) -> bool:
+        """Whether Gradio is receiving an upload now: it streams each into a ``tmp*`` file at the
+        top of the folder, then makes the hash-named folder and moves the file in; removing that
+        folder in between would lose the upload."""
+        try:
+            with os.scandir(self.upload_dir) as entries:
+                return any(entry.name.startswith("tmp") and entry.is_file() for entry in entries)
+        except OSError:
+            return True
 
     # ------------------------------------------------------------------ the page
     def predict_one(self, upload: Any, show_heatmap: bool = True, opacity: float = DEFAULT_OPACITY) -> SingleResult:
@@ -245,16 +324,20 @@ class App:
         path = _path_of(upload)
         if not path:
             return SingleResult(error_card("no file uploaded"), "", {"error": "no file uploaded"}, None, None)
+        seen = _identity(path)
         try:
             prediction = self.predictor.predict(path, heatmap=self.predictor.can_explain)
         except Exception as exc:  # every failure is one line in the page, never a traceback
             message = _message(exc)
             return SingleResult(error_card(message), "", {"error": message}, None, None)
         finally:
-            self.discard(path)
+            self.discard(path, seen)
         heatmap = None if prediction.heatmap is None else prediction.heatmap.astype(np.float16)
-        state = {"image": prediction.image, "heatmap": heatmap}
-        picture = images_html(prediction.image, heatmap, show_heatmap, opacity)
+        reason = NO_HEATMAP_ONNX
+        if not prediction.is_chest_xray:  # no "regions that raised the pneumonia score" on a photograph
+            heatmap, reason = None, NO_HEATMAP_NOT_XRAY
+        state = {"image": prediction.image, "heatmap": heatmap, "no_heatmap": reason}
+        picture = images_html(prediction.image, heatmap, show_heatmap, opacity, reason)
         return SingleResult(result_card(prediction), picture, prediction.to_dict(), state, None)
 
     def redraw(self, state: dict[str, Any] | None, show_heatmap: bool, opacity: float) -> Any:
@@ -262,38 +345,39 @@ class App:
             import gradio as gr
 
             return gr.skip()  # nothing predicted yet, or the session's state expired: leave the page as is
-        return images_html(state["image"], state["heatmap"], show_heatmap, opacity)
+        return images_html(state["image"], state["heatmap"], show_heatmap, opacity, state["no_heatmap"])
 
     # ------------------------------------------------------------------ the API
-    def api_predict(self, upload: Any) -> dict[str, Any]:
+    def api_predict(self, image: Any) -> dict[str, Any]:
         """One file -> its prediction (label, probability, threshold, is_chest_xray, warnings, ood_distance).
 
         An unreadable file raises an error whose message is one line, for the client to show.
         """
         import gradio as gr
 
-        path = _path_of(upload)
+        path = _path_of(image)
         if not path:
             raise gr.Error("no file uploaded", print_exception=False)
+        seen = _identity(path)
         try:
             return self.predictor.predict(path).to_dict()
         except Exception as exc:
             raise gr.Error(_message(exc), print_exception=False) from None
         finally:
-            self.discard(path)
+            self.discard(path, seen)
 
-    def predict_batch(self, uploads: list[Any] | None) -> tuple[list[list[Any]], str | None]:
+    def predict_batch(self, images: list[Any] | None) -> tuple[list[list[Any]], str | None]:
         """Many files -> (table rows: file, label, probability, warnings; the rows as a CSV file).
 
         A file that is not a chest X-ray is labelled so, with the reasons in ``warnings`` and
         the raw probability kept; an unreadable file is a row labelled ERROR with the message.
         """
         rows: list[list[Any]] = []
-        for upload in uploads or []:
+        for upload in images or []:
             path = _path_of(upload)
             if not path:
                 continue
-            name = Path(path).name
+            name, seen = Path(path).name, _identity(path)
             try:
                 prediction = self.predictor.predict(path)
             except Exception as exc:
@@ -302,7 +386,7 @@ class App:
                 label = prediction.label if prediction.is_chest_xray else NOT_XRAY_LABEL
                 rows.append([name, label, round(prediction.probability, 4), "; ".join(prediction.warnings)])
             finally:
-                self.discard(path)
+                self.discard(path, seen)
         if not rows:
             return [], None
         # Written into the private folder: Gradio serves it from there, the sweep and shutdown delete it.
@@ -391,8 +475,12 @@ def build_app(predictor: Any, upload_dir: Path, examples: str | Path | None = No
                     )
                     button = gr.Button("Predict", variant="primary", elem_id="ps-predict")
                     show = gr.Checkbox(value=True, label="Show the Grad-CAM heatmap", elem_id="ps-show-heatmap")
-                    opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Heatmap opacity", elem_id="ps-opacity")
-                    gr.Markdown("Uploads are deleted from the server as soon as they are predicted.", elem_classes="ps-note")
+                    opacity = gr.Slider(
+                        0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Heatmap opacity", elem_id="ps-opacity",
+                    )
+                    gr.Markdown(
+                        "Uploads are deleted from the server as soon as they are predicted.", elem_classes="ps-note",
+                    )
                     if examples:
                         files = example_files(examples)
                         if files:
@@ -411,8 +499,8 @@ def build_app(predictor: Any, upload_dir: Path, examples: str | Path | None = No
                 app.predict_one, [upload, show, opacity], [card, picture, result, state, upload],
                 api_visibility="private", concurrency_id="model", preprocess=False,
             )
-            show.change(app.redraw, [state, show, opacity], picture, api_visibility="private", show_progress="hidden")
-            opacity.release(app.redraw, [state, show, opacity], picture, api_visibility="private", show_progress="hidden")
+            for event in (show.change, opacity.release):  # redraw from the session's state, no new prediction
+                event(app.redraw, [state, show, opacity], picture, api_visibility="private", show_progress="hidden")
         with gr.Tab("Batch"):
             many = gr.File(
                 label="Many chest X-rays (PNG, JPEG or DICOM)", file_count="multiple", elem_id="ps-batch-upload",
@@ -420,12 +508,14 @@ def build_app(predictor: Any, upload_dir: Path, examples: str | Path | None = No
             run = gr.Button("Predict all", variant="primary", elem_id="ps-batch-run")
             table = gr.Dataframe(
                 headers=HEADERS, datatype=["str", "str", "number", "str"], interactive=False,
-                wrap=True, label="Results (click a column header to sort)", elem_id="ps-table",
+                wrap=True, label="results", elem_id="ps-table",
                 column_widths=["24%", "16%", "10%", "50%"],
             )
-            download = gr.File(label="Results as CSV", elem_id="ps-csv", interactive=False)
+            gr.Markdown("Sort or filter a column from the ⋮ menu of its header.", elem_classes="ps-note")
+            download = gr.File(label="results as CSV", elem_id="ps-csv", interactive=False)
             run.click(
-                app.predict_batch, [many], [table, download], api_name="predict_batch", concurrency_id="model", preprocess=False,
+                app.predict_batch, [many], [table, download], api_name="predict_batch", concurrency_id="model",
+                preprocess=False,
             ).then(lambda: None, None, many, api_visibility="private", queue=False)
         with gr.Tab("About the model"):
             text, figures = about_content(predictor)
@@ -438,11 +528,14 @@ def build_app(predictor: Any, upload_dir: Path, examples: str | Path | None = No
             gr.Markdown(text, elem_id="ps-card")
 
         # The API's single-image endpoint: a file in, the prediction's dict out (no HTML, no pictures).
-        api_file = gr.File(visible=False)
-        api_result = gr.JSON(visible=False)
+        api_file = gr.File(label="image", visible=False)
+        api_result = gr.JSON(label="prediction", visible=False)
         api_trigger = gr.Button(visible=False)
-        api_trigger.click(app.api_predict, [api_file], [api_result], api_name="predict", concurrency_id="model", preprocess=False)
+        api_trigger.click(
+            app.api_predict, [api_file], [api_result], api_name="predict", concurrency_id="model", preprocess=False,
+        )
 
+    app.file_blocks = [upload, many, api_file]
     # Nothing has been uploaded yet: whatever is in the folder now is an example's cached copy.
     app.protected = {_key(p) for p in Path(upload_dir).rglob("*") if p.is_file()}
     return demo, app
@@ -474,7 +567,12 @@ def _parse_auth(auth: str | None) -> tuple[str, str] | None:
 
 
 def _warm_up(predictor: Any) -> None:
-    """First Grad-CAM pass (imports MONAI, builds hooks) in the background, so the first user does not wait."""
+    """The first Grad-CAM pass (imports MONAI and matplotlib, builds the hooks), so the first user does not wait.
+
+    Done before the server starts, never in a thread beside it: CPython 3.11's ``ast`` module is
+    not thread-safe (gh-106905), and importing MONAI (TorchScript parses source) while Gradio
+    answers a request failed here with "SystemError: AST constructor recursion depth mismatch".
+    """
     try:
         gradient = np.tile(np.linspace(0, 255, 256, dtype=np.uint8), (256, 1))
         predictor.predict(gradient, heatmap=predictor.can_explain)
@@ -495,7 +593,10 @@ def serve(
     """Start the app. Binds to loopback and makes no public link unless asked.
 
     ``block=False`` returns at once with the server running in a thread; call ``close()``.
+    ``warm_up`` runs one Grad-CAM pass before serving (a few seconds more at start, none for the first user).
     """
+    started = time.perf_counter()
+    _limit_arenas()
     from pneumoscope.cli import UserError
 
     credentials = _parse_auth(auth)
@@ -505,18 +606,27 @@ def serve(
     atexit.register(shutil.rmtree, upload_dir, True)
     os.environ["GRADIO_TEMP_DIR"] = str(upload_dir)  # before Gradio makes a component or a route
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # Gradio's queue keeps a record of the last 10,000 events and rebuilds a pandas summary of
+    # them after every event (for its monitoring page, off here): CPU and memory that grow with
+    # traffic. Keep a short record and skip the summary.
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "100")
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(10**9))
     try:
         from pneumoscope.inference.predictor import Predictor
 
-        predictor = Predictor.load(model)
+        # ONNX Runtime's threads sleep between runs instead of spinning: they leave the cores to
+        # decoding and to Gradio (about 20 % more requests/s under concurrent load, bench/load.py).
+        predictor = Predictor.load(model, spin=False)
         import gradio as gr
 
         demo, app = build_app(predictor, upload_dir, examples)
+        if warm_up:
+            _warm_up(predictor)
         demo.queue(default_concurrency_limit=CONCURRENCY, max_size=256)
         try:
             _, url, _ = demo.launch(
                 server_name=host, server_port=port, share=share, auth=credentials,
-                max_file_size=MAX_UPLOAD, show_error=False, quiet=True, prevent_thread_lock=True,
+                max_file_size=MAX_UPLOAD, show_error=False, quiet=True, prevent_thread_lock=True, max_threads=8,
                 footer_links=["api"], ssr_mode=False, mcp_server=False, pwa=False, enable_monitoring=False,
                 state_session_capacity=200, css=CSS,
                 theme=gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS),  # no web-font requests
@@ -527,9 +637,12 @@ def serve(
         shutil.rmtree(upload_dir, ignore_errors=True)
         raise
     served = Served(url=url or f"http://{host}:{port}/", demo=demo, app=app)
-    print(f"pneumoscope: serving model '{predictor.name}' at {served.url}", file=sys.stderr, flush=True)
-    if warm_up:
-        threading.Thread(target=_warm_up, args=(predictor,), name="pneumoscope-warm-up", daemon=True).start()
+    seconds = time.perf_counter() - started
+    if host not in ("127.0.0.1", "localhost", "::1") and credentials is None:
+        print(f"pneumoscope: warning: listening on {host} without --auth: anyone who can reach this "
+              "machine can use the app", file=sys.stderr, flush=True)
+    print(f"pneumoscope: serving model '{predictor.name}' at {served.url} (ready in {seconds:.1f} s)",
+          file=sys.stderr, flush=True)
     if block:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl+C does: uploads folder removed

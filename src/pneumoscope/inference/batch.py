@@ -1,9 +1,10 @@
 """``pneumoscope predict PATH...``: many files through the Predictor, results streamed as they come.
 
-Decoding a full-resolution JPEG costs about as much CPU as the network itself, so it runs in
-worker processes (a ``multiprocessing`` pool, results taken in order from a bounded window) while the main
-process scores batches with ONNX Runtime; workers send back the network's 224 px input and the
-facts the out-of-distribution check needs (~50 kB an image), never the full image.
+Decoding a full-resolution JPEG costs a quarter to a third of the network's CPU time, so it runs
+in worker processes (a ``multiprocessing`` pool, results taken in input order from a bounded
+window) while the main process scores batches with ONNX Runtime; workers send back the
+network's 224 px input and the facts the out-of-distribution check needs (~50 kB an image),
+never the full image. On two cores the network, not decoding, bounds the rate (bench/inference.py).
 
 A file that cannot be read becomes a row with its error message and the run goes on; the exit
 status is 1 when any file failed, 0 otherwise. Rows whose image does not look like a chest

@@ -147,7 +147,16 @@ def _torch_export(graph: nn.Module, example: torch.Tensor, path: Path, outputs: 
     """``torch.onnx.export`` with the torch.export-based exporter (the maintained one since
     torch 2.9); the legacy TorchScript exporter is the fallback if it ever refuses the graph."""
     batch = torch.export.Dim("batch", min=1, max=4096)
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # "torchvision is not installed" notices: irrelevant here
+    try:
+        _run_exporters(graph, example, path, outputs, batch)
+    finally:
+        logger.setLevel(level)
+
+
+def _run_exporters(graph: nn.Module, example: torch.Tensor, path: Path, outputs: list[str], batch: Any) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         try:

@@ -128,7 +128,7 @@ def _fit_display(grey: np.ndarray) -> np.ndarray:
 class Predictor:
     """A loaded model that scores chest X-rays; build it with :meth:`load`.
 
-    Thread-safe: ONNX Runtime sessions run concurrently, Grad-CAM passes one at a time.
+    Thread-safe: ONNX Runtime runs concurrently, PyTorch passes (heatmaps) one at a time.
     """
 
     def __init__(
@@ -154,14 +154,17 @@ class Predictor:
         """The model folder or .onnx file; the web app reads its model card from here."""
         self.info = info or {}
         self._net = net
-        self._ood_stats = ood_stats or None
+        # float64 once, here: ood.mahalanobis converts with .double(), a free no-op on float64 tensors
+        # but ~6 ms per call on the 1280 x 1280 float32 precision matrix.
+        self._ood_stats = {key: value.double() for key, value in ood_stats.items()} if ood_stats else None
         self._session = session
         self._session_outputs: list[str] = []
         if session is not None:
             names = [o.name for o in session.get_outputs()]
             self._session_outputs = ["logit"] + (["ood_distance"] if "ood_distance" in names else [])
         self._cam: Any = None
-        self._cam_lock = threading.Lock()
+        self._torch_lock = threading.Lock()
+        """One PyTorch pass at a time: Grad-CAM's hooks on the shared network must see only their own pass."""
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -208,7 +211,12 @@ class Predictor:
         from pneumoscope.inference.onnx import ExportError, cached_export, open_session
 
         try:
-            return open_session(cached_export(bundle), threads, spinning=spin)
+            path = cached_export(bundle)
+            try:
+                return open_session(path, threads, spinning=spin)
+            except ModelLoadError:  # a damaged cached export: make it again, once
+                path.unlink(missing_ok=True)
+                return open_session(cached_export(bundle), threads, spinning=spin)
         except (ExportError, ModelLoadError, OSError) as exc:
             if required:
                 raise
@@ -306,16 +314,17 @@ class Predictor:
             return outputs[0], (outputs[1] if len(outputs) > 1 else None)
         from pneumoscope.models.forward import forward_images
 
-        logits, features = forward_images(self._net, pixels, batch_size=len(pixels), features=self._ood_stats is not None)
+        with self._torch_lock:
+            logits, features = forward_images(self._net, pixels, batch_size=len(pixels), features=self._ood_stats is not None)
         return logits, self._distances(features)
 
     def _explain(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        with self._cam_lock:
+        with self._torch_lock:
             if self._cam is None:
                 from pneumoscope.inference.explain import GradCam
 
                 self._cam = GradCam(self._net)
-        result = self._cam(pixels)
+            result = self._cam(pixels)
         return result.logits, self._distances(result.features), result.maps
 
     def _distances(self, features: np.ndarray | None) -> np.ndarray | None:

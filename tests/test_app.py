@@ -1,0 +1,288 @@
+"""The web app: its handlers called directly, then the running server through ``gradio_client``.
+
+Real originals from ../shared/data are read in place; images the tests need to delete, break or
+invent are written to pytest's temporary folders, never into the repository.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from _inference import colour_photo, model_path, predictor  # noqa: F401
+from _server import running_app, uploads_left
+from pneumoscope.app import (
+    NOT_XRAY_LABEL,
+    App,
+    PendingUploads,
+    about_content,
+    example_files,
+    serve,
+)
+from pneumoscope.cli import UserError
+from pneumoscope.inference.predictor import Predictor
+
+
+# ------------------------------------------------------------------ files
+@pytest.fixture(scope="module")
+def odd_files(tmp_path_factory: pytest.TempPathFactory, normal_original: Path) -> dict[str, Path]:
+    """A broken JPEG (a real original cut short), bytes that are no image, and a colour photograph."""
+    folder = tmp_path_factory.mktemp("odd")
+    broken = folder / "broken.jpeg"
+    broken.write_bytes(normal_original.read_bytes()[:4000])
+    garbage = folder / "garbage.png"
+    garbage.write_bytes(b"this is not an image at all\n" * 20)
+    photo = folder / "astronaut.png"
+    Image.fromarray(colour_photo()).save(photo)
+    return {"broken": broken, "garbage": garbage, "photo": photo}
+
+
+@pytest.fixture()
+def app(predictor: Predictor, tmp_path: Path) -> App:  # noqa: F811
+    upload_dir = tmp_path / "uploads"
+    upload_dir.mkdir()
+    return App(predictor, upload_dir)
+
+
+def _upload(app: App, source: Path, name: str | None = None) -> Path:
+    """A copy of ``source`` where Gradio would put an upload: ``<upload dir>/<hash folder>/<name>``."""
+    folder = app.upload_dir / f"hash-{source.stem}"
+    folder.mkdir(exist_ok=True)
+    target = folder / (name or source.name)
+    shutil.copyfile(source, target)
+    return target
+
+
+# ------------------------------------------------------------------ handlers
+def test_predict_one_real_originals(app: App, normal_original: Path, pneumonia_original: Path) -> None:
+    for path in (normal_original, pneumonia_original):
+        expected = app.predictor.predict(path, heatmap=True)
+        out = app.predict_one(str(path), True, 0.45)
+        assert out.result["label"] == expected.label
+        assert out.result["probability"] == pytest.approx(expected.probability, abs=1e-6)
+        assert out.result["is_chest_xray"] is True and out.result["threshold"] == pytest.approx(app.predictor.threshold)
+        assert f'id="ps-label" style="color:' in out.card and f">{expected.label}</div>" in out.card
+        assert f"{expected.probability:.3f}" in out.card and f"{expected.threshold:.3f}" in out.card
+        assert 'class="ps-bar"' in out.card and "ps-warning" not in out.card and "ps-error" not in out.card
+        assert 'id="ps-image" src="data:image/jpeg;base64,' in out.picture and "Grad-CAM" in out.picture
+        assert out.state["image"] is not None and out.state["heatmap"] is not None
+        assert out.upload is None  # the file input is cleared: the upload is gone
+        # An original outside the private folder (an example, a file named by a test) is never deleted.
+        assert path.is_file()
+
+
+def test_heatmap_toggle_and_opacity_redraw(app: App, pneumonia_original: Path) -> None:
+    out = app.predict_one(str(pneumonia_original), True, 0.45)
+    plain = app.redraw(out.state, False, 0.45)
+    assert "The image as read" in plain and "Grad-CAM" not in plain
+    stronger = app.redraw(out.state, True, 0.9)
+    assert "Grad-CAM" in stronger and stronger != out.picture
+    assert app.predict_one(str(pneumonia_original), False, 0.45).picture.count("The image as read") == 2  # alt + caption
+
+
+def test_upload_is_deleted_after_prediction(app: App, pneumonia_original: Path, odd_files: dict[str, Path]) -> None:
+    good = _upload(app, pneumonia_original)
+    assert app.predict_one(str(good), True, 0.5).result["label"] in ("NORMAL", "PNEUMONIA")
+    assert not good.exists() and not good.parent.exists()  # the hash-named folder goes too
+    bad = _upload(app, odd_files["broken"])
+    assert "error" in app.predict_one({"path": str(bad)}, True, 0.5).result  # Gradio's payload form
+    assert not bad.exists()
+    assert list(app.upload_dir.iterdir()) == []
+
+
+def test_example_copies_are_never_deleted(app: App, normal_original: Path) -> None:
+    example = _upload(app, normal_original)
+    app.protected = {os.path.realpath(example)}
+    for _ in range(2):  # clicked twice: still there for the third click
+        assert app.predict_one(str(example), False, 0.5).result["label"] in ("NORMAL", "PNEUMONIA")
+        assert example.is_file()
+
+
+def test_same_file_uploaded_twice_survives_the_first_prediction(app: App, normal_original: Path) -> None:
+    """Gradio stores both uploads of one file at one path: the first prediction must not delete it."""
+    app.pending = PendingUploads()
+    path = _upload(app, normal_original)
+    app.pending.update([str(path)])
+    app.pending.update([str(path)])  # a second client uploads the same file before the first is predicted
+    assert "label" in app.predict_one(str(path), False, 0.5).result
+    assert path.is_file()
+    assert "label" in app.predict_one(str(path), False, 0.5).result
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("which", ["broken", "garbage"])
+def test_unreadable_file_is_one_line_in_the_page(app: App, odd_files: dict[str, Path], which: str) -> None:
+    out = app.predict_one(str(odd_files[which]), True, 0.45)
+    assert 'id="ps-error"' in out.card and "Cannot read this file" in out.card
+    assert set(out.result) == {"error"} and "\n" not in out.result["error"] and "Traceback" not in out.card
+    assert out.picture == "" and out.state is None
+    assert odd_files[which].is_file()  # outside the private folder: not ours to delete
+
+
+def test_no_file(app: App) -> None:
+    out = app.predict_one(None, True, 0.45)
+    assert out.result == {"error": "no file uploaded"} and "ps-error" in out.card
+
+
+def test_colour_photo_gets_a_warning_instead_of_a_diagnosis(app: App, odd_files: dict[str, Path]) -> None:
+    out = app.predict_one(str(odd_files["photo"]), True, 0.45)
+    assert out.result["is_chest_xray"] is False and out.result["warnings"]
+    assert 'id="ps-warning"' in out.card and "does not look like a chest X-ray" in out.card
+    assert 'id="ps-label"' not in out.card  # no big NORMAL / PNEUMONIA headline
+    assert "colour" in out.card
+    assert "Grad-CAM" not in out.picture and "no heatmap: this does not look like a chest X-ray" in out.picture
+
+
+def test_dicom_upload(app: App, normal_original: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from test_images import make_dicom
+
+    grey = np.asarray(Image.open(normal_original).convert("L")).astype(np.uint16) * 16  # 12-bit detector values
+    dicom = tmp_path / "chest"  # DICOM files often come without an extension
+    dicom.write_bytes(make_dicom(grey, BitsStored=12, HighBit=11))
+    out = app.predict_one(str(dicom), True, 0.45)
+    assert out.result.get("is_chest_xray") is True, out.result
+    assert out.result["label"] == app.predictor.predict(normal_original).label
+
+
+def test_api_predict(app: App, pneumonia_original: Path, odd_files: dict[str, Path]) -> None:
+    import gradio as gr
+
+    result = app.api_predict(str(pneumonia_original))
+    assert result == app.predictor.predict(pneumonia_original).to_dict()
+    with pytest.raises(gr.Error, match="truncated|corrupt|damaged"):
+        app.api_predict(str(odd_files["broken"]))
+    with pytest.raises(gr.Error, match="no file"):
+        app.api_predict(None)
+
+
+def test_predict_batch(app: App, normal_original: Path, pneumonia_original: Path, odd_files: dict[str, Path]) -> None:
+    files = [normal_original, pneumonia_original, odd_files["photo"], odd_files["broken"]]
+    uploaded = [_upload(app, path) for path in files]
+    rows, csv_path = app.predict_batch([str(path) for path in uploaded])
+    assert [row[0] for row in rows] == [path.name for path in files]
+    for row, path in zip(rows[:2], files[:2]):
+        expected = app.predictor.predict(path)
+        assert row[1] == expected.label and row[2] == pytest.approx(expected.probability, abs=1e-4) and row[3] == ""
+    assert rows[2][1] == NOT_XRAY_LABEL and "colour" in rows[2][3]
+    assert rows[3][1] == "ERROR" and rows[3][2] is None and rows[3][3]
+    assert not any(path.exists() for path in uploaded)
+    assert Path(csv_path).parent == app.upload_dir  # served from the private folder, swept from there
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        table = list(csv.reader(handle))
+    assert table[0] == ["file", "label", "probability", "warnings"] and len(table) == 5
+    assert table[1][:2] == [rows[0][0], rows[0][1]]
+    assert app.predict_batch([]) == ([], None)
+
+
+def test_about_shows_the_model_card_and_figures(predictor: Predictor) -> None:  # noqa: F811
+    text, figures = about_content(predictor)
+    assert (Path(predictor.model_path) / "MODEL_CARD.md").read_text(encoding="utf-8") == text
+    for name in ("confusion_matrix.png", "roc.png"):
+        if (Path(predictor.model_path) / "figures" / name).is_file():
+            assert "data:image/png;base64," in figures
+    assert isinstance(text, str) and isinstance(figures, str)
+
+
+def test_example_files_take_turns_between_classes(originals: Path) -> None:
+    chosen = example_files(originals, limit=4)
+    assert [path.parent.name for path in chosen] == ["NORMAL", "PNEUMONIA", "NORMAL", "PNEUMONIA"]
+
+
+def test_bad_options_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="USER:PASS"):
+        serve(auth="nopassword", block=False)
+    with pytest.raises(UserError, match="not a folder"):
+        serve(examples=str(tmp_path / "missing"), block=False)
+
+
+# ------------------------------------------------------------------ the running server
+@pytest.fixture(scope="module")
+def served(model_path: Path):  # noqa: F811
+    with running_app(model=str(model_path), warm_up=False) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(served, tmp_path_factory: pytest.TempPathFactory):
+    from gradio_client import Client
+
+    return Client(served.url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
+@pytest.mark.slow
+def test_api_lists_the_two_endpoints(client) -> None:
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(endpoints) == {"/predict", "/predict_batch"}
+
+
+@pytest.mark.slow
+def test_api_predict_and_broken_file(served, client, normal_original: Path, pneumonia_original: Path,
+                                     odd_files: dict[str, Path]) -> None:
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    for path in (normal_original, pneumonia_original):
+        result = client.predict(handle_file(str(path)), api_name="/predict")
+        expected = served.app.predictor.predict(path)
+        assert result["label"] == expected.label
+        assert result["probability"] == pytest.approx(expected.probability, abs=1e-6)
+        assert result["is_chest_xray"] is True
+    with pytest.raises(AppError, match="truncated|corrupt|damaged") as caught:
+        client.predict(handle_file(str(odd_files["broken"])), api_name="/predict")
+    assert "Traceback" not in str(caught.value)
+    # ... and the server still answers.
+    again = client.predict(handle_file(str(pneumonia_original)), api_name="/predict")
+    assert again["label"] == served.app.predictor.predict(pneumonia_original).label
+    assert uploads_left(served) == []
+
+
+@pytest.mark.slow
+def test_api_predict_batch(served, client, normal_original: Path, odd_files: dict[str, Path]) -> None:
+    from gradio_client import handle_file
+
+    table, csv_file = client.predict(
+        [handle_file(str(normal_original)), handle_file(str(odd_files["photo"])), handle_file(str(odd_files["garbage"]))],
+        api_name="/predict_batch",
+    )
+    assert table["headers"] == ["file", "label", "probability", "warnings"]
+    assert [row[1] for row in table["data"]][1:] == [NOT_XRAY_LABEL, "ERROR"]
+    assert table["data"][0][1] == served.app.predictor.predict(normal_original).label
+    assert Path(csv_file).read_text(encoding="utf-8").startswith("file,label,probability,warnings")
+    assert uploads_left(served) == []
+    assert served.app.pending is not None and not served.app.pending  # nothing waits for a prediction
+
+
+@pytest.mark.slow
+def test_same_file_from_concurrent_clients(served, normal_original: Path, tmp_path: Path) -> None:
+    """Gradio stores uploads of one file at one path: concurrent clients must not delete it from under each other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    clients = [Client(served.url, verbose=False, download_files=str(tmp_path)) for _ in range(4)]
+
+    def six_calls(client) -> list[str]:
+        return [client.predict(handle_file(str(normal_original)), api_name="/predict")["label"] for _ in range(6)]
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        labels = [label for batch in pool.map(six_calls, clients) for label in batch]
+    assert labels == [served.app.predictor.predict(normal_original).label] * 24
+    assert uploads_left(served) == []
+
+
+@pytest.mark.slow
+def test_upload_size_limit(served) -> None:
+    import httpx
+
+    too_big = b"\0" * (51 * 1024 * 1024)  # MAX_UPLOAD is 50 MB
+    answer = httpx.post(served.url + "gradio_api/upload", files={"files": ("huge.dcm", too_big)}, timeout=60)
+    assert answer.status_code == 413
+    assert not [p for p in served.app.upload_dir.iterdir() if p.name.startswith("tmp")]  # the partial upload is gone
+    assert uploads_left(served) == []

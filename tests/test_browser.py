@@ -1,0 +1,175 @@
+"""The web app end to end in headless Chromium (Playwright): upload, Predict, read the page.
+
+Needs Debian's Chromium at /usr/bin/chromium (``make browser`` installs it); without it the
+test fails and says so. Screenshots for the README are written only when asked:
+
+    PNEUMOSCOPE_SCREENSHOTS=docs/screenshots .venv/bin/pytest -m browser
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from _inference import colour_photo, model_path, some_originals  # noqa: F401
+from _server import running_app, uploads_left
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path(os.environ.get("PNEUMOSCOPE_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 90_000  # a prediction with its heatmap, on a busy 2-core machine
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `make browser` "
+                    "(apt-get install chromium) or set PNEUMOSCOPE_CHROMIUM", pytrace=False)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the playwright package is missing: pip install -e '.[test]'", pytrace=False)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def served(model_path: Path, originals: Path):  # noqa: F811
+    with running_app(model=str(model_path), examples=str(originals)) as running:
+        yield running
+
+
+@pytest.fixture()
+def page(browser, served):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    context = browser.new_context(viewport={"width": 1280, "height": 960})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(served.url)
+    page.wait_for_selector("#ps-predict")
+    yield page
+    context.close()
+
+
+def _screenshot(page, name: str) -> None:
+    folder = os.environ.get("PNEUMOSCOPE_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / name), full_page=True)
+
+
+def _upload_and_predict(page, path: Path) -> None:
+    from playwright.sync_api import expect
+
+    page.locator("#ps-upload input[type=file]").set_input_files(str(path))
+    expect(page.locator("#ps-upload")).to_contain_text(path.stem)  # uploaded before we click (name shown as stem + suffix)
+    page.click("#ps-predict")
+
+
+def test_single_image_warning_error_and_recovery(page, served, normal_original: Path, pneumonia_original: Path,
+                                                 tmp_path: Path) -> None:
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    predictor = served.app.predictor
+    for path in (normal_original, pneumonia_original):
+        expected = predictor.predict(path, heatmap=True)
+        _upload_and_predict(page, path)
+        expect(page.locator("#ps-probability")).to_have_text(f"{expected.probability:.3f}")
+        expect(page.locator("#ps-label")).to_have_text(expected.label)
+        expect(page.locator("#ps-threshold")).to_have_text(f"{predictor.threshold:.3f}")
+        expect(page.locator("#ps-image")).to_have_attribute("src", re.compile(r"^data:image/jpeg;base64,"))
+        expect(page.locator("#ps-picture figcaption")).to_contain_text("Grad-CAM")
+    page.wait_for_function("document.querySelector('#ps-image').naturalWidth > 0")
+    _screenshot(page, "single.png")
+
+    # The heatmap toggle redraws the picture without predicting again.
+    page.locator("#ps-show-heatmap input[type=checkbox]").uncheck()
+    expect(page.locator("#ps-picture figcaption")).to_have_text("The image as read")
+    page.locator("#ps-show-heatmap input[type=checkbox]").check()
+    expect(page.locator("#ps-picture figcaption")).to_contain_text("Grad-CAM")
+
+    # A colour photograph: a warning replaces the diagnosis.
+    photo = tmp_path / "holiday.png"
+    Image.fromarray(colour_photo()).save(photo)
+    _upload_and_predict(page, photo)
+    expect(page.locator("#ps-warning")).to_contain_text("does not look like a chest X-ray")
+    expect(page.locator("#ps-label")).to_have_count(0)
+    expect(page.locator("#ps-picture figcaption")).to_contain_text("no heatmap")
+    _screenshot(page, "warning_or_error.png")
+
+    # A broken file: one line in the page, no traceback ...
+    broken = tmp_path / "broken.jpeg"
+    broken.write_bytes(pneumonia_original.read_bytes()[:5000])
+    _upload_and_predict(page, broken)
+    expect(page.locator("#ps-error")).to_contain_text("Cannot read this file")
+    assert "Traceback" not in page.inner_text("body")
+
+    # ... and the server still answers.
+    _upload_and_predict(page, normal_original)
+    expect(page.locator("#ps-label")).to_have_text(predictor.predict(normal_original).label)
+    assert uploads_left(served) == []
+
+
+def test_example_click_predicts_and_keeps_the_original(page, served, originals: Path) -> None:
+    from playwright.sync_api import expect
+
+    example = sorted((originals / "NORMAL").iterdir())[0]
+    expected = served.app.predictor.predict(example, heatmap=True)
+    for _ in range(2):  # the second click needs the example's cached copy still there
+        page.get_by_text(f"NORMAL/{example.name}").click()
+        expect(page.locator("#ps-upload")).to_contain_text(example.stem)
+        page.click("#ps-predict")
+        expect(page.locator("#ps-probability")).to_have_text(f"{expected.probability:.3f}")
+        expect(page.locator("#ps-upload")).not_to_contain_text(example.stem)  # cleared once predicted
+    assert example.is_file()
+
+
+def test_batch_table_and_csv(page, served, some_originals: list[Path], tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    broken = tmp_path / "not-an-xray.png"
+    broken.write_bytes(b"no pixels here")
+    files = [*some_originals, broken]
+    page.get_by_role("tab", name="Batch").click()
+    page.locator("#ps-batch-upload input[type=file]").set_input_files([str(path) for path in files])
+    for path in files:
+        expect(page.locator("#ps-batch-upload")).to_contain_text(path.stem)
+    page.click("#ps-batch-run")
+    expect(page.locator("#ps-table")).to_contain_text("ERROR")
+    table = page.inner_text("#ps-table")
+    for path in some_originals:
+        assert path.name in table
+        assert served.app.predictor.predict(path).label in table
+    expect(page.locator("#ps-csv")).to_contain_text(".csv")
+    _screenshot(page, "batch.png")
+
+    # Sortable: the header's menu sorts by probability, highest first.
+    header = page.locator("#ps-table thead th", has_text="probability")
+    header.click()
+    header.locator("button[aria-label='Open cell menu']").click()
+    page.get_by_role("menuitem").filter(has_text="Sort descending").click()
+    highest = max(some_originals, key=lambda path: served.app.predictor.predict(path).probability)
+    page.wait_for_function(
+        "name => document.querySelector('#ps-table').innerText.split('warnings')[1].trim().startsWith(name)",
+        arg=highest.name,
+    )
+    assert uploads_left(served) == []
+
+
+def test_about_tab(page) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="About the model").click()
+    expect(page.locator("#ps-card")).to_contain_text("Model card")
