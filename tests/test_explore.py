@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _dicom import make_dicom
+
 from pneumoscope.data.explore import FIGURES, write_summary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -133,9 +135,6 @@ def test_cli_reports_an_empty_folder_in_one_line(tmp_path: Path, capsys: pytest.
 def test_single_odd_folder(tmp_path: Path, chest_xray: Path) -> None:
     """A user's folder: no splits, a DICOM (sized through the loader), a broken file, a copy
     under another name, a name without a patient id."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
     normal = sorted((chest_xray / "val" / "NORMAL").iterdir())[:3]
     pneumonia = sorted((chest_xray / "val" / "PNEUMONIA").iterdir())[:3]
     root = tmp_path / "upload"
@@ -149,18 +148,7 @@ def test_single_odd_folder(tmp_path: Path, chest_xray: Path) -> None:
     (root / "PNEUMONIA" / "person9999_virus_1.jpeg").write_bytes(b"<html>not an image</html>")
 
     grey = np.asarray(Image.open(normal[0]).convert("L").resize((256, 200)))
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = grey.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.PixelData = (grey.astype(np.uint16) * 16).tobytes()
-    ds.save_as(root / "NORMAL" / "IM-9999-0001.dcm", enforce_file_format=True)
+    (root / "NORMAL" / "IM-9999-0001.dcm").write_bytes(make_dicom(grey.astype(np.uint16) * 16))
 
     out = tmp_path / "out"
     with contextlib.redirect_stdout(io.StringIO()) as printed:

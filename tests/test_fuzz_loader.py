@@ -22,6 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from _dicom import make_dicom
+
 from pneumoscope.data.images import (
     CorruptImageError,
     NotAnImageError,
@@ -40,29 +42,11 @@ size cannot make one example allocate hundreds of MB; the refusal path is the sa
 
 
 def _dicom_bytes(grey: np.ndarray) -> bytes:
-    """An uncompressed 16-bit MONOCHROME2 DICOM with rescale and a window, built in memory."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CR"
-    ds.Rows, ds.Columns = grey.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-    ds.WindowCenter, ds.WindowWidth = 1000, 3000
-    ds.PixelData = (grey.astype(np.uint16) * 16).tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    """An uncompressed 12-bit MONOCHROME2 DICOM with rescale and a window, built in memory."""
+    return make_dicom(
+        grey.astype(np.uint16) * 16, Modality="CR", BitsStored=12, HighBit=11,
+        RescaleSlope=1, RescaleIntercept=-1024, WindowCenter=1000, WindowWidth=3000,
+    )
 
 
 @pytest.fixture(scope="module")
