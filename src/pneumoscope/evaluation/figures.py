@@ -73,6 +73,17 @@ def plot_confusion_matrices(named: Sequence[tuple[str, Sequence[Sequence[int]]]]
     return _save(fig, path)
 
 
+def _style_unit_axes(ax, xlabel: str, ylabel: str, title: str, legend_loc: str) -> None:
+    """Labels, a [0, 1] square with a small margin so curves on the edge stay visible, grid, legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(loc=legend_loc, fontsize=8)
+    ax.set_title(title)
+
+
 def plot_roc(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], path: Path) -> Path:
     """ROC curve of each (name, labels, probs, threshold), its operating point marked."""
     fig = Figure(figsize=(5, 4.6))
@@ -84,13 +95,7 @@ def plot_roc(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], path: 
         ax.plot([op_fpr], [op_tpr], "o", color=line.get_color(), markersize=8,
                 label=f"{name} at threshold {threshold:.3f}")
     ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
-    ax.set_xlabel("false-positive rate (1 - specificity)")
-    ax.set_ylabel("sensitivity")
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("ROC")
+    _style_unit_axes(ax, "false-positive rate (1 - specificity)", "sensitivity", "ROC", "lower right")
     return _save(fig, path)
 
 
@@ -107,13 +112,7 @@ def plot_pr(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], path: P
                 label=f"{name} at threshold {threshold:.3f}")
     prevalence = float(np.mean(curves[0][1])) if curves else 0.0
     ax.axhline(prevalence, ls="--", color="grey", label=f"prevalence {prevalence:.2f}")
-    ax.set_xlabel("recall (sensitivity)")
-    ax.set_ylabel("precision (PNEUMONIA)")
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
-    ax.set_title("Precision-recall")
+    _style_unit_axes(ax, "recall (sensitivity)", "precision (PNEUMONIA)", "Precision-recall", "lower left")
     return _save(fig, path)
 
 
