@@ -11,12 +11,9 @@ the problem, within a time bound.
 
 from __future__ import annotations
 
-import io
 import shutil
-import struct
 import time
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +22,7 @@ import pytest
 from PIL import Image
 
 from _dicom import make_dicom
+from _hostile import encode, png_declaring
 
 from pneumoscope.data.images import (
     CorruptImageError,
@@ -65,12 +63,6 @@ def refused(
     return error
 
 
-def encode(image: Image.Image, fmt: str, **params: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **params)
-    return buffer.getvalue()
-
-
 def stretched(values: np.ndarray) -> np.ndarray:
     """The loader's contract for deep images: min..max mapped linearly onto 0..255."""
     values = values.astype(np.float64)
@@ -84,18 +76,6 @@ def max_diff(a: np.ndarray, b: np.ndarray) -> int:
 
 def mean_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean())
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    """A valid-looking 8-bit grey PNG whose IHDR declares ``width`` x ``height`` but that holds
-    almost no data: a decompression bomb's header, a few hundred bytes on disk."""
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 4096)) + chunk(b"IEND", b"")
 
 
 # --- fixtures -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ an :class:`ImageLoadError` whose message names the problem; nothing else escapes
 from __future__ import annotations
 
 import io
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,19 @@ found crashes, and no radiograph comes in them."""
 # Pillow's own bomb threshold (~89 Mpx, a process-wide warning) must not decide: ``max_pixels``
 # is the budget, checked by ``_check_size`` from the header before any pixel is decoded.
 Image.MAX_IMAGE_PIXELS = None
+
+
+class _OneLine(logging.Filter):
+    """pydicom logs each decoder plugin that fails with its full traceback (``LOGGER.exception``);
+    that failure becomes a one-line :class:`DicomError` here, so a hostile upload must not put
+    a stack trace in the server's log either: the record keeps its message, loses the trace."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+logging.getLogger("pydicom.pixels.decoders.base").addFilter(_OneLine())
 
 
 class ImageLoadError(ValueError):
