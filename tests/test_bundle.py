@@ -57,6 +57,37 @@ def test_tampered_weights_are_refused(bundle_copy: Path) -> None:
         load_bundle(bundle_copy)
 
 
+@pytest.mark.parametrize(("key", "change"), [
+    ("threshold", lambda meta: meta.update(threshold=0.9)),
+    ("temperature", lambda meta: meta.update(temperature=meta["temperature"] * 2)),
+    ("ood_distance_threshold", lambda meta: meta["ood"].update(distance_threshold=1e9)),
+])
+def test_edited_decision_values_are_refused(bundle_copy: Path, key: str, change) -> None:
+    """model.json cannot hash itself: its decision values are sealed in the hashed weights file."""
+    meta = json.loads((bundle_copy / "model.json").read_text())
+    change(meta)
+    (bundle_copy / "model.json").write_text(json.dumps(meta, indent=2))
+    with pytest.raises(ModelLoadError, match=f"tampered with: {key} differ"):
+        load_bundle(bundle_copy)
+
+
+def test_descriptive_edits_still_load_but_swapped_weights_do_not(bundle_copy: Path, tmp_path: Path) -> None:
+    meta = json.loads((bundle_copy / "model.json").read_text())
+    meta["card_sections"] = {"Note": "a reader's note"}
+    (bundle_copy / "model.json").write_text(json.dumps(meta))
+    assert load_bundle(bundle_copy).threshold == meta["threshold"]
+    # Weights re-saved without the seal (and model.json's hash updated to match): refused.
+    from safetensors.torch import load_file, save_file
+
+    from pneumoscope.models.bundle import sha256_file
+
+    save_file(load_file(str(bundle_copy / "model.safetensors")), str(bundle_copy / "model.safetensors"))
+    meta["files"]["model.safetensors"] = sha256_file(bundle_copy / "model.safetensors")
+    (bundle_copy / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelLoadError, match="no sealed decision values"):
+        load_bundle(bundle_copy)
+
+
 def test_missing_or_broken_files_are_clear_errors(bundle_copy: Path, tmp_path: Path) -> None:
     (bundle_copy / "ood.safetensors").unlink()
     with pytest.raises(ModelLoadError, match="missing"):

@@ -98,3 +98,32 @@ def test_expand_paths_keeps_images_and_dicom(tmp_path: Path) -> None:
     assert [p.name for p in flat] == ["a.PNG", "b.dcm"] and skipped == 1
     deep, _ = expand_paths([tmp_path, tmp_path / "a.PNG"], recursive=True)
     assert [p.name for p in deep] == ["a.PNG", "b.dcm", "d.jpg"]
+
+
+def _decode_or_die(job: tuple[str, int, bool]):
+    """A decoder that kills its worker process on one file, as the OOM killer or a crashing codec would."""
+    import os
+
+    from pneumoscope.inference import batch
+
+    if "crash" in Path(job[0]).name:
+        os._exit(9)
+    return batch.__dict__["_real_decode"](job)
+
+
+def test_a_dead_decoding_worker_costs_one_row_not_the_run(
+    folder: Path, model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pneumoscope.inference import batch
+
+    shutil.copy(folder / "normal.jpeg", folder / "crash.jpeg")
+    monkeypatch.setattr(batch, "_real_decode", batch._decode, raising=False)
+    monkeypatch.setattr(batch, "_decode", _decode_or_die)
+    out = tmp_path / "rows.csv"
+    status = main(["predict", str(folder), "--model", str(model_path), "--out", str(out), "--workers", "2",
+                   "--decode-timeout", "5"])
+    assert status == 1
+    rows = _read_csv(out)
+    assert "did not finish within 5 s" in rows["crash.jpeg"]["error"]
+    for name in ("normal.jpeg", "pneumonia.jpeg"):  # the files after the dead worker's are still scored
+        assert not rows[name]["error"] and rows[name]["label"] in ("NORMAL", "PNEUMONIA")

@@ -37,6 +37,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from pneumoscope import heap
+
 log = logging.getLogger("pneumoscope.app")
 
 MAX_UPLOAD = "50mb"
@@ -224,37 +226,6 @@ class SingleResult(NamedTuple):
     """Clears the file input: the upload is deleted once predicted."""
 
 
-def _glibc() -> Any:
-    global _libc
-    if _libc is None:
-        try:
-            import ctypes
-
-            _libc = ctypes.CDLL("libc.so.6")
-            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
-            _libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-        except (OSError, AttributeError):
-            _libc = False
-    return _libc
-
-
-def _trim_heap() -> None:
-    """Give freed heap memory back to the system (glibc only; a no-op elsewhere).
-
-    Decoding radiographs of every size in several worker threads leaves each thread's malloc
-    arena holding its high-water mark: without this the server's RSS creeps up with traffic.
-    """
-    if _glibc():
-        _libc.malloc_trim(0)
-
-
-def _limit_arenas(arenas: int = 2) -> None:
-    """At most ``arenas`` malloc arenas for the threads to come (glibc's default is 8 per core)."""
-    if _glibc():
-        _libc.mallopt(-8, arenas)  # M_ARENA_MAX
-
-
-_libc: Any = None
 TRIM_EVERY = 16
 """Predictions between two heap trims (one trim costs a few milliseconds)."""
 
@@ -287,7 +258,7 @@ class App:
             self._predicted += 1
             trim = self._predicted % TRIM_EVERY == 0
         if trim:
-            _trim_heap()
+            heap.trim()
         if not path or not _is_inside(Path(path), self.upload_dir):
             return
         last = self.pending is None or self.pending.release(path)
@@ -596,7 +567,7 @@ def serve(
     ``warm_up`` runs one Grad-CAM pass before serving (a few seconds more at start, none for the first user).
     """
     started = time.perf_counter()
-    _limit_arenas()
+    heap.limit_arenas()
     from pneumoscope.cli import UserError
 
     credentials = _parse_auth(auth)

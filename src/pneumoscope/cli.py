@@ -53,6 +53,16 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finalize(args: argparse.Namespace) -> int:
+    from pneumoscope.training import refinalize
+
+    meta = refinalize(Path(args.model), command="pneumoscope finalize --model " + args.model)
+    val = meta["validation"]
+    print(f"{args.model}: threshold {meta['threshold']:.4f}, temperature {meta['temperature']:.3f}, "
+          f"validation AUC {val['auc']:.4f}, confusion matrix {val['confusion_matrix']}")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from pneumoscope.evaluation.report import evaluate
 
@@ -83,6 +93,7 @@ def _predict(args: argparse.Namespace) -> int:
     return run_batch(
         args.paths, model=args.model, recursive=args.recursive, out=args.out,
         heatmaps=args.heatmaps, batch_size=args.batch_size, workers=args.workers,
+        decode_timeout=args.decode_timeout,
     )
 
 
@@ -128,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train)
 
+    finalize = sub.add_parser(
+        "finalize", help="recompute a saved model's calibration, threshold and OOD statistics (same weights)"
+    )
+    finalize.add_argument("--model", required=True, help="run folder or model folder (rewritten in place)")
+    finalize.set_defaults(func=_finalize)
+
     evaluate = sub.add_parser("evaluate", help="metrics, report and figures of a model on a split")
     evaluate.add_argument("root", help="Kaggle-layout root, a NORMAL/ PNEUMONIA/ folder, or a run's split_manifest.csv")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -156,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--heatmaps", help="folder for Grad-CAM overlay PNGs")
     predict.add_argument("--batch-size", type=int, default=32)
     predict.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores)")
+    predict.add_argument("--decode-timeout", type=float, default=120.0,
+                         help="seconds a file may take to decode before it becomes an error row")
     predict.set_defaults(func=_predict)
 
     export = sub.add_parser("export", help="export the model to ONNX")

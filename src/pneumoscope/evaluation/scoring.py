@@ -30,6 +30,6 @@ def score_paths(bundle: Bundle, paths: Sequence[str], batch_size: int = 64, prog
 
         chunks = tqdm(chunks, desc="predicting", unit="batch")
     logits = np.concatenate(
-        [forward_images(bundle.net, images[start : start + batch_size], batch_size)[0] for start in chunks]
+        [forward_images(bundle.net, images[start : start + batch_size])[0] for start in chunks]
     )
     return sigmoid(logits.astype(np.float64) / bundle.temperature)

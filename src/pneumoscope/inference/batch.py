@@ -27,6 +27,9 @@ from pneumoscope.inference.predictor import Prediction, PreparedImage, prepare_i
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".dic"}
 COLUMNS = ["path", "label", "probability", "threshold", "is_chest_xray", "error", "warnings"]
+DECODE_TIMEOUT_S = 120.0
+"""A file not decoded within this becomes an error row: a worker killed mid-file (the kernel's
+OOM killer, a crashing codec) never answers, and waiting for it would hang the whole run."""
 
 
 def expand_paths(paths: Iterable[str | Path], recursive: bool = False) -> tuple[list[Path], int]:
@@ -171,7 +174,7 @@ def _start_pool(workers: int, files: int) -> Any:
 
 
 def _decoded_stream(
-    pool: Any, files: Sequence[str], size: int, keep_display: bool, window: int
+    pool: Any, files: Sequence[str], size: int, keep_display: bool, window: int, timeout: float = DECODE_TIMEOUT_S
 ) -> Iterator[tuple[str, PreparedImage | None, str | None]]:
     """Decoded files in input order; at most ``window`` in flight, so memory stays bounded
     however many files there are and however far decoding runs ahead of the model."""
@@ -180,12 +183,20 @@ def _decoded_stream(
         yield from map(_decode, jobs)
         return
     in_flight: deque = deque()
+
+    def oldest() -> tuple[str, PreparedImage | None, str | None]:
+        path, pending = in_flight.popleft()
+        try:
+            return pending.get(timeout)
+        except multiprocessing.TimeoutError:
+            return path, None, f"decoding did not finish within {timeout:g} s (the decoder stopped or hung); skipped"
+
     for job in jobs:
-        in_flight.append(pool.apply_async(_decode, (job,)))
+        in_flight.append((job[0], pool.apply_async(_decode, (job,))))
         if len(in_flight) >= window:
-            yield in_flight.popleft().get()
+            yield oldest()
     while in_flight:
-        yield in_flight.popleft().get()
+        yield oldest()
 
 
 def default_workers() -> int:
@@ -202,6 +213,7 @@ def run_batch(
     batch_size: int = 32,
     workers: int | None = None,
     progress: bool | None = None,
+    decode_timeout: float = DECODE_TIMEOUT_S,
 ) -> int:
     """Predict every image in ``paths``; stream rows to ``out`` (CSV on stdout by default).
 
@@ -230,7 +242,8 @@ def run_batch(
             raise UserError("--heatmaps needs the model folder (PyTorch); an .onnx file cannot explain its scores")
         painter = _HeatmapWriter(heatmaps) if heatmaps else None
         stream = _decoded_stream(
-            pool, [str(f) for f in files], predictor.image_size, bool(heatmaps), window=max(4 * batch_size, 8 * workers)
+            pool, [str(f) for f in files], predictor.image_size, bool(heatmaps),
+            window=max(4 * batch_size, 8 * workers), timeout=decode_timeout,
         )
         bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=None if progress is None else not progress,
                    desc="predicting", dynamic_ncols=True)

@@ -90,7 +90,8 @@ def mahalanobis(features: np.ndarray, stats: dict[str, torch.Tensor]) -> np.ndar
     mean = stats["mean"].double().numpy()
     precision = stats["precision"].double().numpy()
     centred = features.astype(np.float64) - mean
-    return np.sqrt(np.maximum(np.einsum("nd,de,ne->n", centred, precision, centred), 0.0))
+    # (c P) * c summed per row: one BLAS matrix product; einsum's three-operand loop is 30x slower
+    return np.sqrt(np.maximum(((centred @ precision) * centred).sum(axis=1), 0.0))
 
 
 def verdict(decoded: DecodedImage, distance: float | None, threshold: float | None) -> OODVerdict:

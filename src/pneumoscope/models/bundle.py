@@ -4,6 +4,10 @@ out-of-distribution statistics, validation figures, and each file's SHA-256).
 A training run folder *is* a bundle, and so is the default model shipped in
 ``pneumoscope/weights/default``. Loading never unpickles anything, and a file whose hash does
 not match ``model.json`` is refused: weights that were corrupted or swapped must not predict.
+
+``model.json`` cannot hold its own hash, so the values in it that decide an answer (threshold,
+temperature, image size, the OOD distance threshold) are also sealed into the header of
+``model.safetensors``, whose hash ``model.json`` holds: editing either file alone is refused.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ OOD = "ood.safetensors"
 CONFIG = "config.yaml"
 META = "model.json"
 CARD = "MODEL_CARD.md"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SEAL_KEY = "pneumoscope.decision"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights" / "default"
 
 
@@ -62,6 +67,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def decision_values(meta: dict[str, Any]) -> dict[str, Any]:
+    """The values of ``model.json`` that change what the model answers."""
+    return {
+        "threshold": float(meta["threshold"]),
+        "temperature": float(meta.get("temperature", 1.0)),
+        "image_size": int(meta["image_size"]) if "image_size" in meta else None,
+        "ood_distance_threshold": (meta.get("ood") or {}).get("distance_threshold"),
+    }
+
+
+def _sealed(values: dict[str, Any]) -> str:
+    return json.dumps(values, sort_keys=True)
+
+
 def save_bundle(
     folder: str | Path,
     config: Config,
@@ -73,7 +92,7 @@ def save_bundle(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS))
+    save_file(state, str(folder / WEIGHTS), metadata={SEAL_KEY: _sealed(decision_values(meta))})
     (folder / CONFIG).write_text(config.to_yaml(), encoding="utf-8")
     files = [WEIGHTS, CONFIG]
     if ood:
@@ -84,7 +103,7 @@ def save_bundle(
     return folder
 
 
-def read_meta(folder: Path) -> dict[str, Any]:
+def read_meta(folder: Path, migrate: bool = False) -> dict[str, Any]:
     try:
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -93,25 +112,60 @@ def read_meta(folder: Path) -> dict[str, Any]:
         raise ModelLoadError(f"{folder / META} is corrupt: {exc}") from None
     if not isinstance(meta, dict) or "threshold" not in meta or "files" not in meta:
         raise ModelLoadError(f"{folder / META} lacks the threshold or the file hashes")
+    if meta.get("format") != FORMAT_VERSION and not (migrate and meta.get("format") == 1):
+        raise ModelLoadError(
+            f"{folder} is a model of format {meta.get('format')}, this pneumoscope reads format {FORMAT_VERSION}"
+        )
     return meta
 
 
-def verify_files(folder: Path, meta: dict[str, Any]) -> None:
+def verify_files(folder: Path, meta: dict[str, Any], seal: bool = True) -> None:
     for name, expected in meta["files"].items():
         path = folder / name
         if not path.is_file():
             raise ModelLoadError(f"model file missing: {path}")
         if sha256_file(path) != expected:
             raise ModelLoadError(f"model file {name} does not match its SHA-256 in {META}: corrupt or tampered with")
+    if WEIGHTS not in meta["files"]:
+        raise ModelLoadError(f"{META} does not list {WEIGHTS}")
+    if seal:
+        verify_seal(folder, meta)
 
 
-def load_bundle(folder: str | Path | None = None) -> Bundle:
-    """Load a model folder (the bundled default when ``None``), verifying every file's hash."""
+def verify_seal(folder: Path, meta: dict[str, Any]) -> None:
+    """``model.json``'s threshold, temperature, size and OOD threshold must be those sealed in the weights."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(folder / WEIGHTS), framework="pt") as weights:
+            sealed = (weights.metadata() or {}).get(SEAL_KEY)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types on a bad header
+        raise ModelLoadError(f"{folder / WEIGHTS} is not a readable safetensors file: {exc}") from None
+    if sealed is None:
+        raise ModelLoadError(f"{folder / WEIGHTS} carries no sealed decision values: not saved by pneumoscope")
+    try:
+        expected = decision_values(meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{folder / META} has an invalid decision value: {exc}") from None
+    if json.loads(sealed) != json.loads(_sealed(expected)):
+        changed = sorted(k for k, v in json.loads(sealed).items() if expected.get(k) != v)
+        raise ModelLoadError(
+            f"{META} was edited or tampered with: {', '.join(changed) or 'its decision values'} "
+            f"differ from the values sealed in {WEIGHTS}"
+        )
+
+
+def load_bundle(folder: str | Path | None = None, *, migrate: bool = False) -> Bundle:
+    """Load a model folder (the bundled default when ``None``), verifying every file's hash.
+
+    ``migrate``: also read a format-1 folder (hashes, no seal), so ``pneumoscope finalize`` can
+    save it again in the current format; never for predicting.
+    """
     folder = Path(folder) if folder is not None else DEFAULT_MODEL_DIR
     if not folder.is_dir():
         raise ModelLoadError(f"model folder not found: {folder}")
-    meta = read_meta(folder)
-    verify_files(folder, meta)
+    meta = read_meta(folder, migrate)
+    verify_files(folder, meta, seal=meta.get("format") == FORMAT_VERSION)
     try:
         config = load_config(folder / CONFIG)
     except ConfigError as exc:

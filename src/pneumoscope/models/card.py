@@ -17,6 +17,14 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f} %"
 
 
+def _finalized(training: dict[str, Any]) -> str:
+    command = training.get("finalized_by")
+    if not command:
+        return ""
+    return (f"; calibration, threshold and out-of-distribution statistics recomputed on the same weights "
+            f"and split by `{command}`")
+
+
 def render_card(meta: dict[str, Any], config_yaml: str) -> str:
     val = meta["validation"]
     training = meta["training"]
@@ -35,7 +43,7 @@ pneumonia (bacterial or viral), a label at a threshold chosen on validation data
 heatmap, and a flag when the image does not look like a chest X-ray at all.
 
 ## How it was trained
-- Command: `{training.get('command', 'pneumoscope train --config configs/' + meta['name'] + '.yaml')}`
+- Command: `{training.get('command', 'pneumoscope train --config configs/' + meta['name'] + '.yaml')}`{_finalized(training)}
 - Data: Kermany et al. 2018 / Kaggle "Chest X-Ray Images (Pneumonia)" training folder at
   {meta['image_size']} x {meta['image_size']} px (CC BY 4.0, doi:10.17632/rscbjbr9sj.2);
   training part {training['class_counts_train'][0]:,} NORMAL / {training['class_counts_train'][1]:,} PNEUMONIA images.

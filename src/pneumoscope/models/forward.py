@@ -13,9 +13,13 @@ from pneumoscope.models.nets import PneumoNet
 
 @torch.inference_mode()
 def forward_images(
-    net: PneumoNet, images: np.ndarray, batch_size: int = 64, features: bool = False
+    net: PneumoNet, images: np.ndarray, batch_size: int = 16, features: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """``images``: uint8 (N, S, S). Returns logits (N,) and features (N, D) or None."""
+    """``images``: uint8 (N, S, S). Returns logits (N,) and features (N, D) or None.
+
+    Batches of 16: at 64 the activations (hundreds of MB) cost more in page faults than in
+    arithmetic unless the heap keeps freed memory (pneumoscope/heap.py); 16 is as fast either way.
+    """
     net.eval()
     logits, feats = [], []
     for start in range(0, len(images), batch_size):
