@@ -100,6 +100,21 @@ def _rle_dicom(grey: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _jpeg2000_dicom(grey: np.ndarray) -> bytes:
+    """JPEG 2000 Lossless: compressed, decoded through Pillow's OpenJPEG (no pydicom plugin)."""
+    from pydicom.uid import JPEG2000Lossless
+
+    codestream = encode(Image.fromarray(grey), "JPEG2000", irreversible=False)
+    return make_dicom(grey, transfer_syntax=JPEG2000Lossless, pixel_data=codestream,
+                      BitsAllocated=8, BitsStored=8, HighBit=7)
+
+
+def _deflated_dicom(grey: np.ndarray) -> bytes:
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    return make_dicom(grey.astype(np.uint16) * 16, transfer_syntax=DeflatedExplicitVRLittleEndian)
+
+
 def _implicit_vr_dicom(grey: np.ndarray) -> bytes:
     from pydicom.uid import ImplicitVRLittleEndian
 
@@ -144,6 +159,9 @@ def hostile_corpus(grey: np.ndarray, jpeg: bytes) -> list[Case]:
         Case("sliver.png", encode(Image.new("L", (3000, 20), 128), "PNG"), "bad_size", ("aspect ratio",)),
         Case("no pixels.dcm", make_dicom(grey.astype(np.uint16), with_pixels=False), "dicom", ("no pixel data",)),
         Case("jpeg2000 junk.dcm", compressed_junk, "dicom", ("JPEG 2000", "cannot be decoded")),
+        Case("jpeg-ls.dcm", make_dicom(grey.astype(np.uint16), transfer_syntax="1.2.840.10008.1.2.4.80",
+                                       pixel_data=b"\xff\xd8" + bytes(64)),
+             "dicom", ("JPEG-LS", "cannot be decoded here", "plugin")),
         # odd but valid: the same radiograph, so the same answer
         Case("16-bit.png", encode(Image.fromarray(grey.astype(np.uint16) * 257), "PNG"), OK),
         Case("16-bit.tiff", encode(Image.fromarray(grey.astype(np.uint16) * 257), "TIFF"), OK),
@@ -159,6 +177,8 @@ def hostile_corpus(grey: np.ndarray, jpeg: bytes) -> list[Case]:
         Case("rescale.dcm", make_dicom((grey.astype(np.int16) * 16 - 2048), RescaleSlope=2, RescaleIntercept=-1024), OK),
         Case("implicit vr.dcm", _implicit_vr_dicom(grey), OK),
         Case("rle lossless.dcm", _rle_dicom(grey), OK),
+        Case("jpeg2000 lossless.dcm", _jpeg2000_dicom(grey), OK),
+        Case("deflated.dcm", _deflated_dicom(grey), OK),
         Case("Röntgen thorax 胸部 #1 (copy).png", png, OK),
         # readable, but no radiograph: an answer flagged as such, never a confident diagnosis
         Case("holiday photo.jpeg", encode(Image.fromarray(colour_picture(grey.shape)), "JPEG", quality=90), NOT_XRAY),

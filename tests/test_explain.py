@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from _inference import model_path, predictor, torch_predictor  # noqa: F401
+from _inference import model_path, predictor, some_originals, torch_predictor  # noqa: F401
 from pneumoscope.inference.explain import overlay_heatmap, upsample_map
 from pneumoscope.inference.predictor import Predictor
 
@@ -24,51 +23,56 @@ def test_heatmap_has_the_image_size_and_is_not_constant(predictor: Predictor, pn
     assert result.overlay.size == (result.image.shape[1], result.image.shape[0])
 
 
-def test_heatmap_comes_from_the_scoring_pass(predictor: Predictor, torch_predictor: Predictor, normal_original: Path) -> None:
-    """One network forward gives the probability, the OOD distance and the map: ONNX is not run too."""
-    forwards = []  # every pass through the network starts with its normalisation layer
-    handle = predictor._net.normalize.register_forward_hook(lambda *args: forwards.append(1))
-    session = predictor._session
-    runs = []
+class _CountingSession:
+    """An ONNX Runtime session that counts its runs."""
 
-    class Counting:
-        def __getattr__(self, name):
-            return getattr(session, name)
+    def __init__(self, session) -> None:
+        self.session, self.runs = session, 0
 
-        def run(self, *args, **kwargs):
-            runs.append(1)
-            return session.run(*args, **kwargs)
+    def __getattr__(self, name):
+        return getattr(self.session, name)
 
-    predictor._session = Counting() if session is not None else None
+    def run(self, *args, **kwargs):
+        self.runs += 1
+        return self.session.run(*args, **kwargs)
+
+
+@pytest.mark.parametrize("which", ["onnx", "torch"])
+def test_heatmap_comes_from_the_scoring_pass(which: str, predictor: Predictor, torch_predictor: Predictor,
+                                             normal_original: Path) -> None:
+    """One pass through the network gives the probability, the OOD distance and the map: with
+    ONNX Runtime one run and no PyTorch forward; without it one PyTorch forward."""
+    chosen = predictor if which == "onnx" else torch_predictor
+    if which == "onnx" and chosen._session is None:
+        pytest.skip("onnxruntime not installed")
+    forwards = []  # every PyTorch pass through the network starts with its normalisation layer
+    handle = chosen._net.normalize.register_forward_hook(lambda *args: forwards.append(1))
+    session = chosen._session
+    chosen._session = _CountingSession(session) if session is not None else None
     try:
-        with_map = predictor.predict(normal_original, heatmap=True)
+        with_map = chosen.predict(normal_original, heatmap=True)
+        runs = chosen._session.runs if session is not None else 0
     finally:
         handle.remove()
-        predictor._session = session
-    assert len(forwards) == 1 and not runs
+        chosen._session = session
+    assert (len(forwards), runs) == ((0, 1) if which == "onnx" else (1, 0))
     without = torch_predictor.predict(normal_original)
-    assert with_map.probability == pytest.approx(without.probability, abs=1e-5)
-    assert with_map.ood_distance == pytest.approx(without.ood_distance, rel=1e-5)
+    assert with_map.probability == pytest.approx(without.probability, abs=1e-4)
+    assert with_map.ood_distance == pytest.approx(without.ood_distance, rel=1e-4)
     assert with_map.is_chest_xray == without.is_chest_xray
 
 
-def test_heatmap_costs_little_more_than_scoring(predictor: Predictor, torch_predictor: Predictor, pneumonia_original: Path) -> None:
-    """The backward pass stops at the CAM layer: a map costs well under twice a PyTorch scoring
-    pass (a full backward through the network would cost about three times)."""
-    prepared = [predictor.prepare(pneumonia_original)]
-
-    def median(function, repeats: int = 7) -> float:
-        function()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            function()
-            times.append(time.perf_counter() - start)
-        return float(np.median(times))
-
-    scoring = median(lambda: torch_predictor.predict_prepared(prepared))
-    mapping = median(lambda: predictor.predict_prepared(prepared, heatmap=True))
-    assert mapping < 2.0 * scoring, f"heatmap {mapping * 1000:.0f} ms vs scoring {scoring * 1000:.0f} ms"
+def test_onnx_route_gives_monai_grad_cam(predictor: Predictor, torch_predictor: Predictor,
+                                          some_originals: list[Path]) -> None:
+    """The map from ONNX Runtime's activation + the head's gradient is MONAI's GradCAM map."""
+    if predictor._session is None:
+        pytest.skip("onnxruntime not installed")
+    for path in some_originals:
+        fast = predictor.predict(path, heatmap=True).heatmap
+        reference = torch_predictor.predict(path, heatmap=True).heatmap
+        assert fast.shape == reference.shape
+        assert np.abs(fast - reference).max() < 0.02, path.name
+        assert np.corrcoef(fast.ravel(), reference.ravel())[0, 1] > 0.999, path.name
 
 
 def test_overlay_blends_grey_and_colour() -> None:

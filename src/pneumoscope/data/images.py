@@ -313,7 +313,12 @@ def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
             "(install a pydicom pixel-data plugin such as pylibjpeg, or send an uncompressed DICOM)"
         ) from None
     except (RuntimeError, ValueError, AttributeError, TypeError, KeyError, OSError, EOFError) as exc:
-        # Compressed pixel data that the available plugins cannot decode lands here too
+        if "missing dependencies" in str(exc):  # JPEG-LS, HTJ2K, ...: no decoder installed at all
+            raise DicomError(
+                f"DICOM transfer syntax '{_transfer_syntax_name(ds)}' cannot be decoded here: it needs a pydicom "
+                "pixel-data plugin (pylibjpeg or gdcm) that is not installed; send an uncompressed DICOM"
+            ) from None
+        # Compressed pixel data that the available plugins fail on lands here too
         # (RuntimeError listing every plugin's failure): name the transfer syntax.
         raise DicomError(
             f"DICOM pixel data ({_transfer_syntax_name(ds)}) cannot be decoded: {_describe(exc)}"

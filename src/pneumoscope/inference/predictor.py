@@ -8,11 +8,12 @@
 An image is read by the project's one loader (:func:`pneumoscope.data.images.decode_image`,
 exactly as evaluation reads it), resized to the network's square, and scored:
 
-- without a heatmap by ONNX Runtime when it is available (several times faster than eager
-  PyTorch on a CPU), from an export cached by the weights' hash; one run gives the logit and the
-  out-of-distribution distance;
-- with a heatmap by PyTorch, in one forward and a truncated backward pass that give the logit,
-  the features and the Grad-CAM map together (never ONNX first and PyTorch again).
+- by ONNX Runtime when it is available (several times faster than eager PyTorch on a CPU),
+  from an export cached by the weights' hash; one run gives the logit and the
+  out-of-distribution distance and, for a heatmap, the Grad-CAM layer's activation, from which
+  PyTorch takes the gradient through the network's small head only;
+- without ONNX Runtime, by PyTorch: for a heatmap, one forward and a truncated backward pass
+  (MONAI's GradCAM) give the logit, the features and the map together.
 
 The probability is ``sigmoid(logit / temperature)`` (temperature fitted on validation), the label
 PNEUMONIA when it reaches the model's threshold. An image that does not look like a chest X-ray
@@ -128,7 +129,7 @@ def _fit_display(grey: np.ndarray) -> np.ndarray:
 class Predictor:
     """A loaded model that scores chest X-rays; build it with :meth:`load`.
 
-    Thread-safe: ONNX Runtime runs concurrently, PyTorch passes (heatmaps) one at a time.
+    Thread-safe: ONNX Runtime runs (heatmaps included) concurrently, full PyTorch passes one at a time.
     """
 
     def __init__(
@@ -159,9 +160,12 @@ class Predictor:
         self._ood_stats = {key: value.double() for key, value in ood_stats.items()} if ood_stats else None
         self._session = session
         self._session_outputs: list[str] = []
+        self._session_cam = False
+        """Whether the ONNX graph returns the Grad-CAM layer's activation (heatmaps without a PyTorch pass)."""
         if session is not None:
             names = [o.name for o in session.get_outputs()]
             self._session_outputs = ["logit"] + (["ood_distance"] if "ood_distance" in names else [])
+            self._session_cam = "cam_activation" in names and net is not None
         self._cam: Any = None
         self._torch_lock = threading.Lock()
         """One PyTorch pass at a time: Grad-CAM's hooks on the shared network must see only their own pass."""
@@ -319,6 +323,14 @@ class Predictor:
         return logits, self._distances(features)
 
     def _explain(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        if self._session_cam:
+            from pneumoscope.inference.explain import grad_cam_from_activation
+
+            outputs = self._session.run(
+                [*self._session_outputs, "cam_activation"], {"pixels": pixels[:, None].astype(np.float32)}
+            )
+            distances = outputs[1] if len(outputs) > 2 else None
+            return outputs[0], distances, grad_cam_from_activation(self._net, outputs[-1])
         with self._torch_lock:
             if self._cam is None:
                 from pneumoscope.inference.explain import GradCam

@@ -50,8 +50,14 @@ class SimpleCNN(nn.Module):
         self.head = nn.Sequential(nn.Linear(channels, 128), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(128, 1))
         self.cam_layer = "features.15"  # last block's pooled output (14 x 14 at 224 px)
 
+    def cam_activation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def from_cam(self, activation: torch.Tensor) -> torch.Tensor:
+        return self.pool(activation).flatten(1)
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.features(x)).flatten(1)
+        return self.from_cam(self.cam_activation(x))
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features)
@@ -83,10 +89,14 @@ class EfficientNetLite0(nn.Module):
         # is simply repeated into the three the pretrained stem expects.
         self.cam_layer = "net._bn1"
 
+    def cam_activation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net._bn1(self.net._conv_head(self._trunk(x.expand(-1, 3, -1, -1))))
+
+    def from_cam(self, activation: torch.Tensor) -> torch.Tensor:
+        return self.net._swish(activation).mean(dim=(2, 3))
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.expand(-1, 3, -1, -1)
-        feats = self.net._swish(self.net._bn1(self.net._conv_head(self._trunk(x))))
-        return feats.mean(dim=(2, 3))
+        return self.from_cam(self.cam_activation(x))
 
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
         net = self.net
@@ -117,8 +127,18 @@ class ResNet18(nn.Module):
         self.fc = nn.Linear(self.feature_dim, 1)
         self.cam_layer = "net.layer4"
 
+    def cam_activation(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        x = net.act(net.bn1(net.conv1(x)))
+        if not net.no_max_pool:
+            x = net.maxpool(x)
+        return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+
+    def from_cam(self, activation: torch.Tensor) -> torch.Tensor:
+        return self.net.avgpool(activation).flatten(1)
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.from_cam(self.cam_activation(x))
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc(self.drop(features))
@@ -150,6 +170,15 @@ class PneumoNet(nn.Module):
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
         """Penultimate features, used by the out-of-distribution check."""
         return self.backbone.embed(self.normalize(pixels))
+
+    def cam_activation(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The output of :attr:`cam_layer`, ``(B, C, h, w)``: ``embed`` is ``features_from_cam`` of it."""
+        return self.backbone.cam_activation(self.normalize(pixels))
+
+    def features_from_cam(self, activation: torch.Tensor) -> torch.Tensor:
+        """The head between the CAM layer and the features (activation, pooling): all that Grad-CAM's
+        backward pass needs, so the forward pass may run anywhere (ONNX Runtime)."""
+        return self.backbone.from_cam(activation)
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """The pneumonia logit from penultimate features."""
