@@ -538,7 +538,8 @@ def _parse_auth(auth: str | None) -> tuple[str, str] | None:
 
 
 def _warm_up(predictor: Any) -> None:
-    """The first Grad-CAM pass (imports MONAI and matplotlib, builds the hooks), so the first user does not wait.
+    """The first heatmap (PyTorch's autograd, matplotlib's colour map; MONAI and its hooks when
+    scoring without ONNX Runtime), so the first user does not wait.
 
     Done before the server starts, never in a thread beside it: CPython 3.11's ``ast`` module is
     not thread-safe (gh-106905), and importing MONAI (TorchScript parses source) while Gradio
