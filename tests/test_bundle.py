@@ -86,6 +86,12 @@ def test_descriptive_edits_still_load_but_swapped_weights_do_not(bundle_copy: Pa
     (bundle_copy / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelLoadError, match="no sealed decision values"):
         load_bundle(bundle_copy)
+    # A format-1 bundle (hashes, no seal) is refused for predicting, read only to be re-saved.
+    meta["format"] = 1
+    (bundle_copy / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelLoadError, match="format 1, this pneumoscope reads format 2"):
+        load_bundle(bundle_copy)
+    assert load_bundle(bundle_copy, migrate=True).threshold == meta["threshold"]
 
 
 def test_missing_or_broken_files_are_clear_errors(bundle_copy: Path, tmp_path: Path) -> None:
