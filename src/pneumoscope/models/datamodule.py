@@ -6,6 +6,7 @@ augmentation happens on the batch in the LightningModule, never per image in Pyt
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -22,7 +23,11 @@ class ImageArrayDataset(Dataset):
     """(1, S, S) uint8 tensors and labels from an in-memory array."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
-        self.images = torch.from_numpy(np.ascontiguousarray(images))
+        with warnings.catch_warnings():
+            # The decoded-image cache is a read-only memory map, shared rather than copied (260 MB);
+            # nothing ever writes to these tensors (augmentation makes new float batches).
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            self.images = torch.from_numpy(np.ascontiguousarray(images))
         self.labels = torch.from_numpy(labels.astype(np.int64))
 
     def __len__(self) -> int:
