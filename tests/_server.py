@@ -8,6 +8,7 @@ and the variable is put back.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,3 +46,11 @@ def uploads_left(served) -> list[Path]:
         if path.is_file() and os.path.realpath(path) not in protected and path.suffix.lower() != ".csv":
             left.append(path)
     return left
+
+
+def upload_copy(app, source: Path) -> Path:
+    """A copy of ``source`` where Gradio would put an upload: ``<upload dir>/<hash folder>/<name>``
+    (one folder per file name, as Gradio makes one per content hash)."""
+    folder = app.upload_dir / f"hash-{source.name}"
+    folder.mkdir(exist_ok=True)
+    return Path(shutil.copyfile(source, folder / source.name))

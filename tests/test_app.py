@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from _inference import colour_photo, model_path, predictor  # noqa: F401
-from _server import running_app, uploads_left
+from _server import running_app, upload_copy, uploads_left
 from pneumoscope.app import (
     NOT_XRAY_LABEL,
     App,
@@ -49,16 +48,6 @@ def app(predictor: Predictor, tmp_path: Path) -> App:  # noqa: F811
     return App(predictor, upload_dir)
 
 
-def _upload(app: App, source: Path, name: str | None = None) -> Path:
-    """A copy of ``source`` where Gradio would put an upload: ``<upload dir>/<hash folder>/<name>``."""
-    folder = app.upload_dir / f"hash-{source.stem}"
-    folder.mkdir(exist_ok=True)
-    target = folder / (name or source.name)
-    shutil.copyfile(source, target)
-    return target
-
-
-# ------------------------------------------------------------------ handlers
 def test_predict_one_real_originals(app: App, normal_original: Path, pneumonia_original: Path) -> None:
     for path in (normal_original, pneumonia_original):
         expected = app.predictor.predict(path, heatmap=True)
@@ -86,17 +75,17 @@ def test_heatmap_toggle_and_opacity_redraw(app: App, pneumonia_original: Path) -
 
 
 def test_upload_is_deleted_after_prediction(app: App, pneumonia_original: Path, odd_files: dict[str, Path]) -> None:
-    good = _upload(app, pneumonia_original)
+    good = upload_copy(app, pneumonia_original)
     assert app.predict_one(str(good), True, 0.5).result["label"] in ("NORMAL", "PNEUMONIA")
     assert not good.exists() and not good.parent.exists()  # the hash-named folder goes too
-    bad = _upload(app, odd_files["broken"])
+    bad = upload_copy(app, odd_files["broken"])
     assert "error" in app.predict_one({"path": str(bad)}, True, 0.5).result  # Gradio's payload form
     assert not bad.exists()
     assert list(app.upload_dir.iterdir()) == []
 
 
 def test_example_copies_are_never_deleted(app: App, normal_original: Path) -> None:
-    example = _upload(app, normal_original)
+    example = upload_copy(app, normal_original)
     app.protected = {os.path.realpath(example)}
     for _ in range(2):  # clicked twice: still there for the third click
         assert app.predict_one(str(example), False, 0.5).result["label"] in ("NORMAL", "PNEUMONIA")
@@ -106,7 +95,7 @@ def test_example_copies_are_never_deleted(app: App, normal_original: Path) -> No
 def test_same_file_uploaded_twice_survives_the_first_prediction(app: App, normal_original: Path) -> None:
     """Gradio stores both uploads of one file at one path: the first prediction must not delete it."""
     app.pending = PendingUploads()
-    path = _upload(app, normal_original)
+    path = upload_copy(app, normal_original)
     app.pending.update([str(path)])
     app.pending.update([str(path)])  # a second client uploads the same file before the first is predicted
     assert "label" in app.predict_one(str(path), False, 0.5).result
@@ -164,7 +153,7 @@ def test_api_predict(app: App, pneumonia_original: Path, odd_files: dict[str, Pa
 
 def test_predict_batch(app: App, normal_original: Path, pneumonia_original: Path, odd_files: dict[str, Path]) -> None:
     files = [normal_original, pneumonia_original, odd_files["photo"], odd_files["broken"]]
-    uploaded = [_upload(app, path) for path in files]
+    uploaded = [upload_copy(app, path) for path in files]
     rows, csv_path = app.predict_batch([str(path) for path in uploaded])
     assert [row[0] for row in rows] == [path.name for path in files]
     for row, path in zip(rows[:2], files[:2]):

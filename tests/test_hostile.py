@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import pytest
 from _dicom import make_dicom
 from _hostile import NOT_XRAY, OK, Case, check_error_message, hostile_corpus, reference_grey, write_corpus
 from _inference import model_path, predictor  # noqa: F401
-from _server import running_app, uploads_left
+from _server import running_app, upload_copy, uploads_left
 from pneumoscope.app import NOT_XRAY_LABEL, App
 from pneumoscope.cli import main
 from pneumoscope.inference.predictor import Prediction, Predictor
@@ -135,13 +134,6 @@ def test_predict_cli_on_the_corpus(cases: list[Case], corpus: dict[str, Path], m
 
 
 # ------------------------------------------------------------------ the app's handlers
-def _upload(app: App, source: Path) -> Path:
-    """A copy where Gradio would put an upload: ``<upload dir>/<hash folder>/<name>``."""
-    folder = app.upload_dir / f"hash-{abs(hash(source.name))}"
-    folder.mkdir(exist_ok=True)
-    return Path(shutil.copy(source, folder / source.name))
-
-
 def test_app_handlers_on_the_corpus(cases: list[Case], corpus: dict[str, Path], predictor: Predictor,  # noqa: F811
                                     reference: Prediction, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
@@ -149,7 +141,7 @@ def test_app_handlers_on_the_corpus(cases: list[Case], corpus: dict[str, Path], 
     app.upload_dir.mkdir()
     for case in cases:
         started = time.perf_counter()
-        result = app.predict_one(str(_upload(app, corpus[case.name])))
+        result = app.predict_one(str(upload_copy(app, corpus[case.name])))
         assert time.perf_counter() - started < SECONDS_PER_FILE, case.name
         answer = result.result
         if case.expect in (OK, NOT_XRAY):
@@ -158,7 +150,7 @@ def test_app_handlers_on_the_corpus(cases: list[Case], corpus: dict[str, Path], 
         else:
             check_error_message(case, answer["error"])
             assert "ps-error" in result.card and "Traceback" not in result.card
-    rows, csv_path = app.predict_batch([str(_upload(app, path)) for path in corpus.values()])
+    rows, csv_path = app.predict_batch([str(upload_copy(app, path)) for path in corpus.values()])
     by_name = {row[0]: row for row in rows}
     assert set(by_name) == {case.name for case in cases}
     for case in cases:
@@ -253,9 +245,9 @@ def test_dicom_patient_fields_never_in_responses_or_logs(
     app = App(predictor, tmp_path / "uploads")
     app.upload_dir.mkdir()
     for path in patient_dicoms.values():
-        result = app.predict_one(str(_upload(app, path)))
+        result = app.predict_one(str(upload_copy(app, path)))
         seen += [result.card, result.picture, json.dumps(result.result, default=str)]
-    rows, csv_path = app.predict_batch([str(_upload(app, path)) for path in patient_dicoms.values()])
+    rows, csv_path = app.predict_batch([str(upload_copy(app, path)) for path in patient_dicoms.values()])
     seen += [json.dumps(rows, default=str), Path(csv_path).read_text(encoding="utf-8")]
 
     with running_app(model=str(model_path), warm_up=False) as served:

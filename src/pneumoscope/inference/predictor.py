@@ -314,7 +314,7 @@ class Predictor:
     def _score(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits (B,) and OOD distances (B,) or None, from uint8 (B, S, S)."""
         if self._session is not None:
-            outputs = self._session.run(self._session_outputs, {"pixels": pixels[:, None].astype(np.float32)})
+            outputs = self._run_session(self._session_outputs, pixels)
             return outputs[0], (outputs[1] if len(outputs) > 1 else None)
         from pneumoscope.models.forward import forward_images
 
@@ -322,13 +322,15 @@ class Predictor:
             logits, features = forward_images(self._net, pixels, batch_size=len(pixels), features=self._ood_stats is not None)
         return logits, self._distances(features)
 
+    def _run_session(self, outputs: list[str], pixels: np.ndarray) -> list[np.ndarray]:
+        """The ONNX graph's ``outputs`` for uint8 (B, S, S), fed as its float (B, 1, S, S) input."""
+        return self._session.run(outputs, {"pixels": pixels[:, None].astype(np.float32)})
+
     def _explain(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         if self._session_cam:
             from pneumoscope.inference.explain import grad_cam_from_activation
 
-            outputs = self._session.run(
-                [*self._session_outputs, "cam_activation"], {"pixels": pixels[:, None].astype(np.float32)}
-            )
+            outputs = self._run_session([*self._session_outputs, "cam_activation"], pixels)
             distances = outputs[1] if len(outputs) > 2 else None
             return outputs[0], distances, grad_cam_from_activation(self._net, outputs[-1])
         with self._torch_lock:

@@ -147,8 +147,9 @@ def verify_seal(folder: Path, meta: dict[str, Any]) -> None:
         expected = decision_values(meta)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelLoadError(f"{folder / META} has an invalid decision value: {exc}") from None
-    if json.loads(sealed) != json.loads(_sealed(expected)):
-        changed = sorted(k for k, v in json.loads(sealed).items() if expected.get(k) != v)
+    stored = json.loads(sealed)
+    if stored != expected:
+        changed = sorted(k for k in stored.keys() | expected.keys() if stored.get(k) != expected.get(k))
         raise ModelLoadError(
             f"{META} was edited or tampered with: {', '.join(changed) or 'its decision values'} "
             f"differ from the values sealed in {WEIGHTS}"
