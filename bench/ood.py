@@ -24,8 +24,8 @@ from pneumoscope.data.collection import read_manifest  # noqa: E402
 from pneumoscope.data.images import decode_image  # noqa: E402
 from pneumoscope.evaluation.ood_sets import TRANSFORMS, generated_images, skimage_images  # noqa: E402
 from pneumoscope.inference.predictor import Predictor  # noqa: E402
-from pneumoscope.models.bundle import DEFAULT_MODEL_DIR, META  # noqa: E402
-from pneumoscope.models.card import write_card  # noqa: E402
+from pneumoscope.models.bundle import DEFAULT_MODEL_DIR  # noqa: E402
+from pneumoscope.models.card import add_card_section  # noqa: E402
 
 
 def flagged(predictor: Predictor, images: list) -> np.ndarray:
@@ -77,11 +77,7 @@ def main() -> None:
         "# Is it a chest X-ray? The check, measured\n\nCommand: `.venv/bin/python bench/ood.py --card`\n\n" + table + note
     )
     if args.card:
-        meta_path = Path(args.model) / META
-        meta = json.loads(meta_path.read_text())
-        meta.setdefault("card_sections", {})["Out-of-distribution check, measured (bench/ood.py)"] = table + note
-        meta_path.write_text(json.dumps(meta, indent=2))
-        write_card(args.model)
+        add_card_section(args.model, "Out-of-distribution check, measured (bench/ood.py)", table + note)
 
 
 if __name__ == "__main__":

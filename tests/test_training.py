@@ -14,7 +14,8 @@ import pytest
 from pneumoscope.config import ThresholdConfig, load_config
 from pneumoscope.data.collection import read_manifest
 from pneumoscope.models.bundle import load_bundle
-from pneumoscope.training import choose_threshold, fit_temperature, resolve_precision, sigmoid, train
+from pneumoscope.models.decision import choose_threshold, fit_temperature, sigmoid
+from pneumoscope.training import resolve_precision, train
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -70,6 +70,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stress(args: argparse.Namespace) -> int:
+    from pneumoscope.evaluation.stress import run_stress, stress_table
+
+    families = tuple(args.families.split(",")) if args.families else None
+    report = run_stress(args.root, split=args.split, model=args.model, out=Path(args.out),
+                        per_class=args.per_class, seed=args.seed, families=families)
+    if args.card:
+        from pneumoscope.models.card import add_card_section
+
+        folder = Path(report["model"]["path"])
+        command = f"pneumoscope stress {args.root} --split {args.split}" + (f" --model {args.model}" if args.model else "")
+        body = (f"Command: `{command} --out {args.out} --card`; {report['data']['n_used']} images, seed {args.seed}. "
+                f"Figures at this model's threshold {report['model']['threshold']:.4f}.\n\n{stress_table(report)}\n")
+        add_card_section(folder, "Robustness: the stress report (pneumoscope stress)", body)
+        print(f"card: {folder / 'MODEL_CARD.md'}")
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from pneumoscope.evaluation.report import compare
 
@@ -152,6 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threshold", type=float, help="override the model's stored threshold")
     evaluate.add_argument("--out", required=True)
     evaluate.set_defaults(func=_evaluate)
+
+    stress = sub.add_parser(
+        "stress", help="robustness report: the model on perturbed copies (crops, squeeze, resolution, exposure, ...)"
+    )
+    stress.add_argument("root", help="Kaggle-layout root, a NORMAL/ PNEUMONIA/ folder, or a run's split_manifest.csv")
+    stress.add_argument("--split", default="val", choices=["train", "val", "test"])
+    stress.add_argument("--model", help="run folder or model folder (default: the bundled model)")
+    stress.add_argument("--out", required=True, help="folder for stress.json, stress.md and stress.png")
+    stress.add_argument("--per-class", type=int, help="use only the first N images of each class")
+    stress.add_argument("--seed", type=int, default=0, help="seed of the random parts of the perturbations")
+    stress.add_argument("--families", help="comma-separated subset of perturbation families (default: all)")
+    stress.add_argument("--card", action="store_true", help="also record the table in the model's card")
+    stress.set_defaults(func=_stress)
 
     compare = sub.add_parser("compare", help="several models side by side on the same images")
     compare.add_argument("items", nargs="+", metavar="RUN_OR_MODEL... ROOT", help="models, then a data root or a split_manifest.csv")

@@ -56,6 +56,19 @@ class AugmentConfig(_Strict):
     noise_std: float = Field(0.03, ge=0, le=0.3)
     blur_prob: float = Field(0.25, ge=0, le=1)
     hflip: bool = False
+    min_area: float = Field(1.0, ge=0.25, le=1.0)
+    """Random-resized-crop: each image keeps a random window of [min_area, 1] of its area, placed
+    anywhere inside it. In the training folder NORMAL films are wide-field and PNEUMONIA films
+    tight; zooming both classes alike leaves framing no label information."""
+    aspect: float = Field(1.0, ge=1.0, le=2.0)
+    """That window's width/height is log-uniform in [1/aspect, aspect]: films of another shape are
+    squeezed differently by the square resize, and that squeeze must carry no label either."""
+    low_res_prob: float = Field(0.0, ge=0, le=1)
+    """Share of images downsampled to [low_res_min, 1] of the side and back up: the sharpness left
+    after resizing differs by class here (NORMAL originals are larger) and nowhere else."""
+    low_res_min: float = Field(0.35, gt=0.1, le=1.0)
+    padding: Literal["border", "zeros"] = "border"
+    """What fills pixels that the geometry brings in from outside the film: its edge, or black."""
 
 
 class ModelConfig(_Strict):
@@ -94,16 +107,30 @@ class TrainConfig(_Strict):
     limit_train_batches: float | int = 1.0
     """A fraction or a count of batches per epoch (Lightning's meaning); tests use it."""
     num_workers: int = Field(0, ge=0)
+    select_on: Literal["clean", "stressed"] = "clean"
+    """Which validation AUC picks the checkpoint and stops training early. ``stressed`` pools the
+    clean validation images with perturbed copies (framing, squeeze, sharpness; data/perturb.py):
+    once clean validation saturates (AUC 0.999) it can no longer tell epochs apart, and an epoch
+    that leans on acquisition cues scores worse on the copies."""
 
 
 class ThresholdConfig(_Strict):
-    """How the decision threshold is chosen on the patient-level validation split."""
+    """How the decision threshold is chosen on the patient-level validation split (models/decision.py)."""
 
-    rule: Literal["min_sensitivity", "youden", "fixed"] = "min_sensitivity"
+    rule: Literal["min_sensitivity", "youden", "cost", "prior", "fixed"] = "min_sensitivity"
     min_sensitivity: float = Field(0.97, gt=0, le=1)
     """With ``min_sensitivity``: the highest threshold whose validation sensitivity is at least this."""
+    cost_ratio: float = Field(2.0, gt=0, le=100)
+    """With ``cost``: how many false alarms one missed pneumonia is worth."""
+    prior: float = Field(0.5, gt=0, lt=1)
+    """With ``prior``: the pneumonia prevalence the probability is corrected to before cutting at 0.5."""
     value: float = Field(0.5, gt=0, lt=1)
     """With ``fixed``: this threshold, whatever validation says (the bootcamp's 0.5)."""
+    on: Literal["clean", "stressed"] = "clean"
+    """Which validation set fits the temperature and places the threshold: the clean images, or the
+    clean images pooled with perturbed copies (data/perturb.py ``STRESSED_SET``). A clean validation
+    ROC of this data set is saturated, so its threshold sits on a handful of hard films and does
+    not transfer to films acquired elsewhere."""
 
 
 class Config(_Strict):

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from pneumoscope.config import Config, ThresholdConfig
+from pneumoscope.config import Config
+from pneumoscope.models.decision import choose_threshold, describe_rule, fit_temperature, sigmoid
 
 
 def resolve_precision(precision: str, accelerator: str = "cpu") -> str:
@@ -33,57 +34,6 @@ def resolve_precision(precision: str, accelerator: str = "cpu") -> str:
     except OSError:
         return "32-true"
     return "bf16-mixed" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "32-true"
-
-
-def choose_threshold(labels: np.ndarray, probs: np.ndarray, rule: ThresholdConfig) -> float:
-    """The decision threshold on validation probabilities.
-
-    ``min_sensitivity``: the highest threshold that still finds at least ``min_sensitivity`` of
-    the pneumonia cases; a higher threshold gives fewer false alarms on NORMAL, the error that
-    dominates on new hospitals' images. ``youden``: maximises sensitivity + specificity - 1.
-
-    The rule picks a validation score; the threshold returned lies halfway between it and the
-    next lower score. Both split validation the same way, but a threshold *on* a score lets
-    float noise (ONNX vs PyTorch, another machine) move that image across it, and the model's
-    card and a later evaluation would then disagree by one image.
-    """
-    from sklearn.metrics import roc_curve
-
-    if rule.rule == "fixed":
-        return float(rule.value)
-    fpr, tpr, thresholds = roc_curve(labels, probs)
-    finite = np.isfinite(thresholds)
-    fpr, tpr, thresholds = fpr[finite], tpr[finite], thresholds[finite]
-    if rule.rule == "youden":
-        chosen = thresholds[int(np.argmax(tpr - fpr))]
-    else:
-        ok = np.flatnonzero(tpr >= rule.min_sensitivity)
-        chosen = thresholds[ok[0]] if len(ok) else thresholds[-1]
-    below = probs[probs < chosen]
-    return float((chosen + below.max()) / 2) if below.size else float(chosen)
-
-
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Temperature T minimising the validation log-loss of sigmoid(logit / T) (Guo et al., 2017)."""
-    import torch
-
-    z = torch.as_tensor(logits, dtype=torch.float64)
-    y = torch.as_tensor(labels, dtype=torch.float64)
-    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(z / log_t.exp(), y)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    return float(np.clip(log_t.exp().item(), 0.05, 20.0))
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
 
 def machine_description() -> str:
@@ -173,8 +123,8 @@ def train(
         max_time={"minutes": config.train.max_minutes} if config.train.max_minutes else None,
         limit_train_batches=config.train.limit_train_batches,
         callbacks=[
-            ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor="val_auc", mode="max", save_top_k=1, save_last=True),
-            EarlyStopping(monitor="val_auc", mode="max", patience=config.train.patience),
+            ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=module.monitor, mode="max", save_top_k=1, save_last=True),
+            EarlyStopping(monitor=module.monitor, mode="max", patience=config.train.patience),
         ],
         logger=False,
         enable_progress_bar=progress,
@@ -215,8 +165,8 @@ def finalize(
 ) -> dict[str, Any]:
     """Calibrate, choose the threshold, fit the OOD model, measure validation, save the bundle."""
     import torch
-    from sklearn.metrics import confusion_matrix, roc_auc_score
 
+    from pneumoscope.data.perturb import STRESSED_SET, stressed_copies
     from pneumoscope.inference.ood import fit_feature_model
     from pneumoscope.models.bundle import save_bundle
     from pneumoscope.models.card import write_card
@@ -227,39 +177,32 @@ def finalize(
     train_images, _ = datamodule.arrays("train")
     val_logits, val_features = forward_images(net, val_images, features=True)
     _, train_features = forward_images(net, train_images, features=True)
-    temperature = fit_temperature(val_logits, val_labels)
-    probs = sigmoid(val_logits / temperature)
-    threshold = choose_threshold(val_labels, probs, config.threshold)
-    predicted = (probs >= threshold).astype(int)
-    tn, fp, fn, tp = confusion_matrix(val_labels, predicted, labels=[0, 1]).ravel()
-    ood_stats, ood_info = fit_feature_model(train_features, val_features)
-    validation = {
-        "split": "patient-level validation split of the training folder",
-        "n": int(len(val_labels)),
-        "n_normal": int((val_labels == 0).sum()),
-        "n_pneumonia": int((val_labels == 1).sum()),
-        "auc": float(roc_auc_score(val_labels, probs)),
-        "accuracy": float((predicted == val_labels).mean()),
-        "sensitivity": float(tp / max(tp + fn, 1)),
-        "specificity": float(tn / max(tn + fp, 1)),
-        "normal_recall": float(tn / max(tn + fp, 1)),
-        "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],
-    }
     rule = config.threshold
+    fit_logits, fit_labels = val_logits, val_labels
+    if rule.on == "stressed":
+        copies, fit_labels = stressed_copies(val_images, val_labels, STRESSED_SET, seed=config.data.split_seed)
+        fit_logits = np.concatenate([val_logits, forward_images(net, copies[len(val_labels):])[0]])
+    temperature = fit_temperature(fit_logits, fit_labels)
+    threshold = choose_threshold(fit_labels, sigmoid(fit_logits / temperature), rule)
+    ood_stats, ood_info = fit_feature_model(train_features, val_features)
+    patients = [r.patient for r in datamodule.val_records]
+    validation = _figures(val_labels, sigmoid(val_logits / temperature), threshold, patients)
+    validation["split"] = "patient-level validation split of the training folder"
     meta = {
         "name": config.name,
         "threshold": threshold,
-        "threshold_rule": {
-            "min_sensitivity": f"highest threshold with validation sensitivity >= {rule.min_sensitivity}",
-            "youden": "Youden's J (max sensitivity + specificity - 1) on validation",
-            "fixed": f"fixed at {rule.value} (not tuned)",
-        }[rule.rule],
+        "threshold_rule": describe_rule(rule, rule.on),
         "temperature": temperature,
         "image_size": config.data.image_size,
         "validation": validation,
         "ood": ood_info,
         "training": extra,
     }
+    if rule.on == "stressed":
+        stressed = _figures(fit_labels, sigmoid(fit_logits / temperature), threshold, patients * (len(STRESSED_SET) + 1))
+        stressed["split"] = ("the validation images pooled with one perturbed copy per condition: "
+                             + ", ".join(f"{family} {strength:g}" for family, strength in STRESSED_SET))
+        meta["validation_stressed"] = stressed
     if card_sections:
         meta["card_sections"] = card_sections
     save_bundle(run_dir, config, net, meta, ood=ood_stats)
@@ -267,6 +210,15 @@ def finalize(
     (run_dir / "summary.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     torch.set_grad_enabled(True)
     return meta
+
+
+def _figures(labels: np.ndarray, probs: np.ndarray, threshold: float, patients: list[str]) -> dict[str, Any]:
+    """The validation figures the card and ``model.json`` quote, from the evaluation's own metrics."""
+    from pneumoscope.evaluation.metrics import compute_metrics
+
+    m = compute_metrics(labels, probs, threshold, patients, n_boot=200)
+    keys = ("n", "n_normal", "n_pneumonia", "auc", "accuracy", "sensitivity", "specificity", "confusion_matrix", "auc_ci95")
+    return {**{k: m[k] for k in keys}, "normal_recall": m["specificity"]}
 
 
 def refinalize(folder: str | Path, command: str | None = None) -> dict[str, Any]:

@@ -23,8 +23,12 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("PNEUMOSCOPE_CACHE", Path.home() / ".cache" / "pneumoscope"))
 
 
+RESIZE_VERSION = "bilinear-1"
+"""Part of every cache key: a change to how the loader resizes must not reuse arrays made the old way."""
+
+
 def cache_key(paths: Sequence[str], size: int) -> str:
-    digest = hashlib.sha256(str(size).encode())
+    digest = hashlib.sha256(f"{size}|{RESIZE_VERSION}".encode())
     for path in paths:
         stat = os.stat(path)
         digest.update(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())

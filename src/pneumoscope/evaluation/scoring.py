@@ -14,7 +14,7 @@ import numpy as np
 from pneumoscope.data.cache import decode_all
 from pneumoscope.models.bundle import Bundle
 from pneumoscope.models.forward import forward_images
-from pneumoscope.training import sigmoid
+from pneumoscope.models.decision import sigmoid
 
 
 def score_paths(bundle: Bundle, paths: Sequence[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:

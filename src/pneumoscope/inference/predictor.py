@@ -36,7 +36,7 @@ from pneumoscope.config import CLASS_NAMES
 from pneumoscope.data.images import DecodedImage, ImageSource, decode_image, resize_square
 from pneumoscope.inference.ood import mahalanobis, verdict
 from pneumoscope.models.bundle import ModelLoadError, load_bundle
-from pneumoscope.training import sigmoid
+from pneumoscope.models.decision import sigmoid
 
 DISPLAY_MAX = 1024
 """Longest side of the image kept for display: a heatmap overlay needs no more, and memory stays small."""
@@ -310,6 +310,24 @@ class Predictor:
                 distance = None if distances is None else float(distances[index])
                 results.append(self._result(item, float(logits[index]), distance, None if maps is None else maps[index]))
         return results
+
+    def score_pixels(self, pixels: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated probabilities (N,) and feature-space OOD flags (N,) or None, for network-sized
+        uint8 (N, S, S): what :meth:`predict` computes, for many images already at this model's size
+        (evaluation, the stress report). The flag covers the feature distance only, not the file checks."""
+        pixels = np.asarray(pixels)
+        if pixels.ndim != 3 or pixels.shape[1:] != (self.image_size, self.image_size):
+            raise ValueError(f"pixels are {pixels.shape}, the model takes (N, {self.image_size}, {self.image_size})")
+        logits, distances = [], []
+        for start in range(0, len(pixels), batch_size):
+            chunk_logits, chunk_distances = self._score(np.ascontiguousarray(pixels[start : start + batch_size]))
+            logits.append(np.asarray(chunk_logits, dtype=np.float64))
+            if chunk_distances is not None:
+                distances.append(np.asarray(chunk_distances, dtype=np.float64))
+        probs = sigmoid(np.concatenate(logits) / self.temperature) if logits else np.zeros(0)
+        if not distances or self.ood_threshold is None:
+            return probs, None
+        return probs, np.concatenate(distances) > self.ood_threshold
 
     def _score(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits (B,) and OOD distances (B,) or None, from uint8 (B, S, S)."""

@@ -25,20 +25,50 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     """A randomly transformed copy of ``x`` (B, 1, H, W) with values in [0, 255]."""
     if not cfg.enabled:
         return x
+    # Pixels stay float32 under bf16 autocast: blurring and resampling in bf16 would quantise them.
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _augment(x.float(), cfg, generator)
+
+
+def _augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None) -> torch.Tensor:
     n = x.shape[0]
     x = x / 255.0
 
-    # Geometry: rotation, isotropic scale, translation, optional horizontal flip; border replicated.
+    # Geometry. A window of a random share of the area and a random width/height, placed anywhere
+    # inside the film (random-resized-crop), then rotation, isotropic scale, translation and an
+    # optional flip. theta maps output to input coordinates, so a window of fraction f is scale f.
+    # Draw order kept from before the window existed, so older configs train as they did.
     angle = _uniform(n, -cfg.rotate_degrees, cfg.rotate_degrees, generator) * math.pi / 180
     scale = 1.0 + _uniform(n, -cfg.scale, cfg.scale, generator)
     shift = _uniform(2 * n, -cfg.translate, cfg.translate, generator).view(n, 2) * 2
     flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) if cfg.hflip else torch.ones(n)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    fx = fy = torch.ones(n)
+    if cfg.min_area < 1.0 or cfg.aspect > 1.0:
+        area = _uniform(n, cfg.min_area, 1.0, generator)
+        log_aspect = math.log(cfg.aspect)
+        ratio = torch.exp(_uniform(n, -log_aspect, log_aspect, generator))
+        fx, fy = (area * ratio).sqrt().clamp(max=1.0), (area / ratio).sqrt().clamp(max=1.0)
+        room = torch.stack([1 - fx, 1 - fy], 1)
+        shift = shift + _uniform(2 * n, -1, 1, generator).view(n, 2) * room
+    fx, fy = fx / scale, fy / scale
+    cos, sin = torch.cos(angle), torch.sin(angle)
     theta = torch.stack(
-        [torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1
+        [torch.stack([cos * fx * flip, -sin * fy, shift[:, 0]], 1), torch.stack([sin * fx * flip, cos * fy, shift[:, 1]], 1)], 1
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    x = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode=cfg.padding, align_corners=False)
+
+    # Resolution loss on some images: area-downsample, then bilinear back up.
+    if cfg.low_res_prob > 0:
+        side = x.shape[-1]
+        chosen = torch.nonzero(torch.rand(n, generator=generator) < cfg.low_res_prob).flatten()
+        factors = _uniform(len(chosen), cfg.low_res_min, 1.0, generator)
+        if len(chosen):
+            x = x.clone()
+        for index, factor in zip(chosen.tolist(), factors.tolist()):
+            small = max(8, round(side * factor))
+            reduced = F.interpolate(x[index : index + 1], size=(small, small), mode="area")
+            x[index : index + 1] = F.interpolate(reduced, size=(side, side), mode="bilinear", align_corners=False)
 
     # Exposure (gamma) and contrast around each image's mean.
     gamma = torch.exp(_uniform(n, -cfg.gamma, cfg.gamma, generator)).view(n, 1, 1, 1)

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from pneumoscope.models.bundle import CARD, META
 
 
@@ -23,6 +25,34 @@ def _finalized(training: dict[str, Any]) -> str:
         return ""
     return (f"; calibration, threshold and out-of-distribution statistics recomputed on the same weights "
             f"and split by `{command}`")
+
+
+def _selection(config_yaml: str) -> str:
+    """How the best epoch was picked, from the run's own config."""
+    from pneumoscope.data.perturb import SELECTION_SET
+
+    if ((yaml.safe_load(config_yaml) or {}).get("train") or {}).get("select_on") == "stressed":
+        copies = ", ".join(f"{family} {strength:g}" for family, strength in SELECTION_SET)
+        return f"AUC on validation pooled with perturbed copies: {copies}"
+    return "validation AUC"
+
+
+def _stressed(meta: dict[str, Any]) -> str:
+    """The stressed-validation figures, for a model whose threshold was chosen on them."""
+    s = meta.get("validation_stressed")
+    if not s:
+        return ""
+    (tn, fp), (fn, tp) = s["confusion_matrix"]
+    return f"""
+**Stressed validation** ({s['n']:,} images: {s['split']}):
+
+| AUC | accuracy | sensitivity | specificity |
+|---:|---:|---:|---:|
+| {s['auc']:.4f} | {_pct(s['accuracy'])} | {_pct(s['sensitivity'])} | {_pct(s['specificity'])} |
+
+Confusion matrix on the stressed pool: `[[{tn}, {fp}], [{fn}, {tp}]]`. The threshold and the
+temperature were fitted on this pool; the per-perturbation table is in the robustness section.
+"""
 
 
 def render_card(meta: dict[str, Any], config_yaml: str) -> str:
@@ -52,7 +82,7 @@ heatmap, and a flag when the image does not look like a chest X-ray at all.
   {val['n_pneumonia']} PNEUMONIA) from patients never seen in training. The official test
   split was never seen: it is a sealed benchmark.
 - Seed {training.get('seed', 42)}; {training['epochs_run']} epochs run, best epoch {training['best_epoch']}
-  (by validation AUC); {training['train_seconds'] / 60:.1f} min of training, precision `{training['precision']}`,
+  (by {_selection(config_yaml)}); {training['train_seconds'] / 60:.1f} min of training, precision `{training['precision']}`,
   on {training['machine']}.
 
 ## Validation figures (patient-level validation split; not the test set)
@@ -62,7 +92,7 @@ heatmap, and a flag when the image does not look like a chest X-ray at all.
 
 Confusion matrix at the threshold (rows: true NORMAL, PNEUMONIA; columns: predicted):
 `[[{tn}, {fp}], [{fn}, {tp}]]`.
-
+{_stressed(meta)}
 ## Decision threshold and calibration
 - Threshold **{meta['threshold']:.4f}** on the calibrated probability; rule: {meta['threshold_rule']}.
 - Calibration: temperature scaling fitted on validation, T = {meta.get('temperature', 1.0):.3f}.
@@ -107,3 +137,17 @@ def write_card(folder: str | Path) -> Path:
     path = folder / CARD
     path.write_text(render_card(meta, config_yaml), encoding="utf-8")
     return path
+
+
+def add_card_section(folder: str | Path, title: str, body: str) -> Path:
+    """Record a measured section (a stress table, an OOD check) in ``model.json`` and re-render the card.
+
+    ``model.json`` is not among the hashed files, and the decision values are sealed in the weights,
+    so adding prose here cannot change what the model decides.
+    """
+    folder = Path(folder)
+    meta_path = folder / META
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta.setdefault("card_sections", {})[title] = body
+    meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return write_card(folder)

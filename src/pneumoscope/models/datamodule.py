@@ -16,25 +16,30 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from pneumoscope.config import Config
 from pneumoscope.data.cache import cached_images
+from pneumoscope.data.perturb import SELECTION_SET, stressed_copies
 from pneumoscope.data.collection import Record, image_split, patient_split, read_manifest, records_for, require_both_classes, write_manifest
 
 
 class ImageArrayDataset(Dataset):
-    """(1, S, S) uint8 tensors and labels from an in-memory array."""
+    """(1, S, S) uint8 tensors and labels from an in-memory array; with ``clean`` (a bool per
+    image) also whether the image is an unperturbed original, so validation can score both views."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray, clean: np.ndarray | None = None) -> None:
         with warnings.catch_warnings():
             # The decoded-image cache is a read-only memory map, shared rather than copied (260 MB);
             # nothing ever writes to these tensors (augmentation makes new float batches).
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             self.images = torch.from_numpy(np.ascontiguousarray(images))
         self.labels = torch.from_numpy(labels.astype(np.int64))
+        self.clean = None if clean is None else torch.from_numpy(clean.astype(bool))
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images[index].unsqueeze(0), self.labels[index]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        if self.clean is None:
+            return self.images[index].unsqueeze(0), self.labels[index]
+        return self.images[index].unsqueeze(0), self.labels[index], self.clean[index]
 
 
 def make_split(config: Config, root: str | Path | None = None) -> list[Record]:
@@ -88,4 +93,10 @@ class XRayDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         images, labels = self.arrays("val")
-        return DataLoader(ImageArrayDataset(images, labels), 64, shuffle=False, num_workers=self.config.train.num_workers)
+        clean = np.ones(len(labels), dtype=bool)
+        if self.config.train.select_on == "stressed":
+            n = len(labels)
+            images, labels = stressed_copies(images, labels, SELECTION_SET, seed=self.config.data.split_seed)
+            clean = np.arange(len(labels)) < n
+        dataset = ImageArrayDataset(images, labels, clean)
+        return DataLoader(dataset, 64, shuffle=False, num_workers=self.config.train.num_workers)

@@ -26,7 +26,7 @@ class PneumoniaModule(L.LightningModule):
         counts = torch.tensor(class_counts or (1, 1), dtype=torch.float32)
         # Weight each class by N / (2 * count): both classes then carry equal total weight.
         self.register_buffer("class_weights", counts.sum() / (2 * counts), persistent=False)
-        self.train_auc, self.val_auc = BinaryAUROC(), BinaryAUROC()
+        self.train_auc, self.val_auc, self.val_stress_auc = BinaryAUROC(), BinaryAUROC(), BinaryAUROC()
         self.train_acc, self.val_acc = BinaryAccuracy(), BinaryAccuracy()
         self.best_auc = -1.0
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -77,29 +77,39 @@ class PneumoniaModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self.val_loss_mean.reset()
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        images, labels = batch
+    @property
+    def monitor(self) -> str:
+        """The validation metric that picks the checkpoint: clean AUC, or AUC pooled over perturbed copies."""
+        return "val_stress_auc" if self.config.train.select_on == "stressed" else "val_auc"
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        images, labels, clean = batch if len(batch) == 3 else (*batch, torch.ones(len(batch[1]), dtype=torch.bool))
         logits = self(images.float().contiguous(memory_format=torch.channels_last))
-        loss = self._loss(logits, labels)
-        self.val_loss_mean.update(loss, len(labels))
         probs = torch.sigmoid(logits.float())
-        self.val_auc.update(probs, labels)
-        self.val_acc.update(probs, labels)
-        self.log("val_loss", loss, prog_bar=False, on_epoch=True, batch_size=len(labels), sync_dist=True)
+        self.val_stress_auc.update(probs, labels)
+        if clean.any():
+            loss = self._loss(logits[clean], labels[clean])
+            self.val_loss_mean.update(loss, int(clean.sum()))
+            self.val_auc.update(probs[clean], labels[clean])
+            self.val_acc.update(probs[clean], labels[clean])
+            self.log("val_loss", loss, prog_bar=False, on_epoch=True, batch_size=int(clean.sum()), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
-        auc = self.val_auc.compute()
         self._last_val = {
             "val_loss": float(self.val_loss_mean.compute()),
-            "val_auc": float(auc),
+            "val_auc": float(self.val_auc.compute()),
             "val_acc": float(self.val_acc.compute()),
         }
-        self.log("val_auc", auc, prog_bar=True, sync_dist=True)
+        if self.config.train.select_on == "stressed":
+            self._last_val["val_stress_auc"] = float(self.val_stress_auc.compute())
+            self.log("val_stress_auc", self._last_val["val_stress_auc"], prog_bar=True, sync_dist=True)
+        self.log("val_auc", self._last_val["val_auc"], prog_bar=True, sync_dist=True)
         self.log("val_acc", self._last_val["val_acc"], prog_bar=True, sync_dist=True)
-        self.val_auc.reset()
-        self.val_acc.reset()
-        if not self.trainer.sanity_checking and float(auc) > self.best_auc:
-            self.best_auc, self.best_epoch = float(auc), self.current_epoch
+        for metric in (self.val_auc, self.val_acc, self.val_stress_auc):
+            metric.reset()
+        auc = self._last_val[self.monitor]
+        if not self.trainer.sanity_checking and auc > self.best_auc:
+            self.best_auc, self.best_epoch = auc, self.current_epoch
             self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.net.state_dict().items()})
 
     def configure_optimizers(self):

@@ -1,0 +1,282 @@
+"""``pneumoscope stress``: how a model's answers move when the same films are acquired differently.
+
+Clean validation drawn from the training folder cannot see a shortcut: the cue that predicts the
+label there (framing, squeeze, sharpness) is present in its validation images too. This report
+scores every labelled image again after each perturbation family of ``data/perturb.py`` at three
+strengths and reports, per condition, AUC, sensitivity and specificity at the model's own
+threshold, and how many labels flip against the unperturbed image. It also pools the clean images
+with the targets' stressed set, and shows where each threshold rule would put the threshold on
+that pool and what it gives on the strongest perturbations (which no rule saw).
+
+Scoring goes through the :class:`~pneumoscope.inference.predictor.Predictor`, the code users run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pneumoscope.config import ConfigError, ThresholdConfig
+from pneumoscope.data.cache import decode_all
+from pneumoscope.data.perturb import FAMILIES, STRESSED_SET, perturb_images
+from pneumoscope.evaluation.metrics import compute_metrics, predictions
+from pneumoscope.evaluation.report import _write_json, load_evaluation_set
+from pneumoscope.models.decision import choose_threshold, describe_rule
+
+STRESS_FILES = ("stress.json", "stress.md", "stress.png")
+
+RULES: tuple[ThresholdConfig, ...] = (
+    ThresholdConfig(rule="min_sensitivity", min_sensitivity=0.97),
+    ThresholdConfig(rule="youden"),
+    ThresholdConfig(rule="cost", cost_ratio=2.0),
+    ThresholdConfig(rule="cost", cost_ratio=4.0),
+    ThresholdConfig(rule="prior", prior=0.5),
+    ThresholdConfig(rule="fixed", value=0.5),
+)
+"""The threshold rules the report compares (issue 11): the model's own rule is one of them or is shown beside."""
+
+TARGETS = {"stressed_auc": 0.99, "stressed_specificity": 0.95, "stressed_sensitivity": 0.97, "clean_auc": 0.99}
+
+
+def _rates(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, Any]:
+    """AUC, sensitivity, specificity, accuracy (no bootstrap: hundreds of conditions, one pass each)."""
+    m = compute_metrics(labels, probs, threshold, n_boot=0)
+    return {k: m[k] for k in ("n", "auc", "sensitivity", "specificity", "accuracy", "confusion_matrix")}
+
+
+def _subset(labels: np.ndarray, per_class: int | None) -> np.ndarray:
+    """Indices of the first ``per_class`` images of each class (in listing order), or all."""
+    if per_class is None:
+        return np.arange(len(labels))
+    keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in (0, 1)])
+    return np.sort(keep)
+
+
+def run_stress(
+    root: str | Path,
+    split: str = "val",
+    model: str | Path | None = None,
+    out: str | Path = "stress",
+    *,
+    per_class: int | None = None,
+    seed: int = 0,
+    families: tuple[str, ...] | None = None,
+    progress: bool = True,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Score ``model`` on ``root``'s ``split`` and on every perturbed copy; write ``stress.json``,
+    ``stress.md`` and ``stress.png`` into ``out``. Returns the report."""
+    from pneumoscope.inference.predictor import Predictor
+
+    chosen = tuple(families) if families else tuple(FAMILIES)
+    unknown = [f for f in chosen if f not in FAMILIES]
+    if unknown:
+        raise ConfigError(f"unknown perturbation families {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
+    data = load_evaluation_set(root, split)
+    keep = _subset(data.labels, per_class)
+    labels = data.labels[keep]
+    paths = [data.paths[i] for i in keep]
+    predictor = Predictor.load(model)
+    images = decode_all(paths, predictor.image_size, progress=progress)
+    threshold = predictor.threshold
+
+    clean_probs, clean_ood = predictor.score_pixels(images)
+    clean_label = predictions(clean_probs, threshold)
+    clean = {**_rates(labels, clean_probs, threshold), "ood_flagged": _share(clean_ood)}
+    scored: dict[tuple[str, float], np.ndarray] = {}
+    conditions = []
+    wanted = {(f, s) for f in chosen for s in FAMILIES[f].strengths} | set(STRESSED_SET)
+    order = [(f.name, s) for f in FAMILIES.values() for s in f.strengths if (f.name, s) in wanted]
+    for family, strength in _progress(order, progress):
+        probs, ood = predictor.score_pixels(perturb_images(images, family, strength, seed))
+        scored[(family, strength)] = probs
+        if family not in chosen:
+            continue
+        flipped = predictions(probs, threshold) != clean_label
+        conditions.append({
+            "family": family,
+            "strength": strength,
+            "level": FAMILIES[family].strengths.index(strength) + 1,
+            "unit": FAMILIES[family].unit,
+            **_rates(labels, probs, threshold),
+            "flip_rate": float(flipped.mean()),
+            "normal_to_pneumonia": int((flipped & (labels == 0)).sum()),
+            "pneumonia_to_normal": int((flipped & (labels == 1)).sum()),
+            "mean_abs_change": float(np.abs(probs - clean_probs).mean()),
+            "ood_flagged": _share(ood),
+        })
+
+    pooled_probs = np.concatenate([clean_probs] + [scored[c] for c in STRESSED_SET])
+    pooled_labels = np.tile(labels, len(STRESSED_SET) + 1)
+    strong = [(f.name, f.strengths[-1]) for f in FAMILIES.values()]
+    strong_probs = np.concatenate([scored[c] for c in strong if c in scored])
+    strong_labels = np.tile(labels, len(strong_probs) // len(labels))
+    stressed = _rates(pooled_labels, pooled_probs, threshold)
+    report: dict[str, Any] = {
+        "model": {"name": predictor.name, "path": str(predictor.model_path), "threshold": threshold,
+                  "temperature": predictor.temperature, "backend": predictor.backend},
+        "data": {**data.describe(), "n_used": int(len(labels)), "n_normal": int((labels == 0).sum()),
+                 "n_pneumonia": int((labels == 1).sum()), "per_class": per_class},
+        "seed": seed,
+        "clean": clean,
+        "conditions": conditions,
+        "stressed": {**stressed, "conditions": [list(c) for c in STRESSED_SET]},
+        "targets": {
+            "goals": TARGETS,
+            "met": {
+                "stressed_auc": stressed["auc"] >= TARGETS["stressed_auc"],
+                "stressed_specificity": stressed["specificity"] >= TARGETS["stressed_specificity"],
+                "stressed_sensitivity": stressed["sensitivity"] >= TARGETS["stressed_sensitivity"],
+                "clean_auc": clean["auc"] >= TARGETS["clean_auc"],
+            },
+        },
+        "threshold_rules": _compare_rules(
+            pooled_labels, pooled_probs, strong_labels, strong_probs, labels, clean_probs, threshold
+        ),
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(report, out / "stress.json")
+    (out / "stress.md").write_text(stress_markdown(report), encoding="utf-8")
+    plot_stress(report, out / "stress.png")
+    if not quiet:
+        print(summary_lines(report))
+        print(f"report: {out / 'stress.md'}")
+    return report
+
+
+def _share(flags: np.ndarray | None) -> float | None:
+    return None if flags is None else float(np.mean(flags))
+
+
+def _progress(items: list, enabled: bool) -> Any:
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc="perturbations", unit="condition")
+
+
+def _compare_rules(
+    pooled_labels: np.ndarray, pooled_probs: np.ndarray, strong_labels: np.ndarray, strong_probs: np.ndarray,
+    clean_labels: np.ndarray, clean_probs: np.ndarray, model_threshold: float,
+) -> list[dict[str, Any]]:
+    """Each rule's threshold chosen on the stressed pool, then measured there, on the clean images
+    and on the strongest perturbation of every family (pooled; none of them was in the choice)."""
+    rows = [("the model's own threshold", model_threshold)]
+    rows += [(describe_rule(rule, "stressed"), choose_threshold(pooled_labels, pooled_probs, rule)) for rule in RULES]
+    table = []
+    for name, t in rows:
+        entry: dict[str, Any] = {"rule": name, "threshold": float(t)}
+        for key, (y, p) in {"clean": (clean_labels, clean_probs), "stressed": (pooled_labels, pooled_probs),
+                            "strongest": (strong_labels, strong_probs)}.items():
+            r = _rates(y, p, t)
+            entry[key] = {"sensitivity": r["sensitivity"], "specificity": r["specificity"]}
+        table.append(entry)
+    return table
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def summary_lines(report: dict[str, Any]) -> str:
+    c, s = report["clean"], report["stressed"]
+    return (
+        f"{report['model']['name']} (threshold {report['model']['threshold']:.3f}) on {report['data']['n_used']} images\n"
+        f"  clean:    AUC {c['auc']:.4f}  sensitivity {_pct(c['sensitivity'])}  specificity {_pct(c['specificity'])}\n"
+        f"  stressed: AUC {s['auc']:.4f}  sensitivity {_pct(s['sensitivity'])}  specificity {_pct(s['specificity'])}"
+    )
+
+
+def stress_table(report: dict[str, Any]) -> str:
+    """The per-condition markdown table (for the report, the model card and the README)."""
+    n0, n1 = report["data"]["n_normal"], report["data"]["n_pneumonia"]
+    lines = [
+        f"| perturbation | strength | AUC | sensitivity | specificity | NORMAL → PNEUMONIA (of {n0}) | PNEUMONIA → NORMAL (of {n1}) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    c = report["clean"]
+    lines.append(f"| none (clean) | | {c['auc']:.4f} | {_pct(c['sensitivity'])} | {_pct(c['specificity'])} | | |")
+    for row in report["conditions"]:
+        lines.append(
+            f"| {row['family']} | {row['strength']:g} | {row['auc']:.4f} | {_pct(row['sensitivity'])} | "
+            f"{_pct(row['specificity'])} | {row['normal_to_pneumonia']} | {row['pneumonia_to_normal']} |"
+        )
+    s = report["stressed"]
+    lines.append(
+        f"| **stressed pool** (clean + crops 0.9-0.7 + others moderate) | | **{s['auc']:.4f}** | "
+        f"**{_pct(s['sensitivity'])}** | **{_pct(s['specificity'])}** | | |"
+    )
+    return "\n".join(lines)
+
+
+def rules_table(report: dict[str, Any]) -> str:
+    lines = [
+        "| rule (chosen on the stressed pool) | threshold | clean sens. / spec. | stressed sens. / spec. | strongest sens. / spec. |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in report["threshold_rules"]:
+        cells = " | ".join(
+            f"{_pct(row[k]['sensitivity'])} / {_pct(row[k]['specificity'])}" for k in ("clean", "stressed", "strongest")
+        )
+        lines.append(f"| {row['rule']} | {row['threshold']:.3f} | {cells} |")
+    return "\n".join(lines)
+
+
+def stress_markdown(report: dict[str, Any]) -> str:
+    m, d = report["model"], report["data"]
+    met = report["targets"]["met"]
+    goals = report["targets"]["goals"]
+    verdict = ", ".join(f"{k} ≥ {goals[k]:g}: {'met' if v else 'NOT met'}" for k, v in met.items())
+    return f"""# Stress report: `{m['name']}`
+
+Model: `{m['path']}` (threshold {m['threshold']:.4f}, temperature {m['temperature']:.3f}, scored with {m['backend']}).
+Images: {d['n_used']} ({d['n_normal']} NORMAL, {d['n_pneumonia']} PNEUMONIA) of `{d['root']}` ({d['split']}){'' if d['per_class'] is None else f', the first {d["per_class"]} of each class'}.
+Perturbations: seeded (seed {report['seed']}), applied to the network-sized image; each image's answer is
+compared with its own unperturbed answer. Families and strengths: `pneumoscope/data/perturb.py`.
+
+![metrics against strength](stress.png)
+
+{stress_table(report)}
+
+Targets (issue 11): {verdict}.
+
+## Where each threshold rule would put the threshold
+Chosen on the stressed pool, then measured on the clean images, on the pool, and on the strongest
+strength of every family pooled (never part of any choice):
+
+{rules_table(report)}
+"""
+
+
+def plot_stress(report: dict[str, Any], path: Path) -> Path:
+    """Metric against strength level (0 = clean), one line per family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = (("auc", "AUC"), ("sensitivity", "sensitivity"), ("specificity", "specificity"), ("flip_rate", "labels flipped"))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.4))
+    families = list(dict.fromkeys(row["family"] for row in report["conditions"]))
+    cmap = plt.get_cmap("tab20")
+    clean = {**report["clean"], "flip_rate": 0.0}
+    for ax, (key, title) in zip(axes, metrics):
+        for index, family in enumerate(families):
+            rows = [row for row in report["conditions"] if row["family"] == family]
+            ax.plot([0] + [r["level"] for r in rows], [clean[key]] + [r[key] for r in rows],
+                    marker="o", color=cmap(index), label=family)
+        ax.set_title(title)
+        ax.set_xticks([0, 1, 2, 3], ["clean", "mild", "moderate", "strong"])
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("value")
+    axes[-1].legend(fontsize=8, loc="upper left", ncols=2)
+    fig.suptitle(f"{report['model']['name']}: threshold {report['model']['threshold']:.3f}, "
+                 f"{report['data']['n_used']} images")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
