@@ -23,7 +23,8 @@ def forward_images(
     net.eval()
     logits, feats = [], []
     for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).float().unsqueeze(1)
+        # The float copy is made by numpy, so a read-only memory-mapped cache never reaches torch as is.
+        batch = torch.from_numpy(np.asarray(images[start : start + batch_size], dtype=np.float32)).unsqueeze(1)
         batch = batch.contiguous(memory_format=torch.channels_last)
         if features:
             embedded = net.embed(batch)
