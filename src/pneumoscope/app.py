@@ -531,7 +531,7 @@ def _parse_auth(auth: str | None) -> tuple[str, str] | None:
         return None
     user, sep, password = auth.partition(":")
     if not sep or not user or not password:
-        from pneumoscope.cli import UserError
+        from pneumoscope.errors import UserError
 
         raise UserError("--auth must be USER:PASS")
     return user, password
@@ -569,7 +569,7 @@ def serve(
     """
     started = time.perf_counter()
     heap.limit_arenas()
-    from pneumoscope.cli import UserError
+    from pneumoscope.errors import UserError
 
     credentials = _parse_auth(auth)
     if examples is not None and not Path(examples).is_dir():

@@ -10,10 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed as one line, exit status 2."""
+from pneumoscope.errors import UserError
 
 
 def _data_summary(args: argparse.Namespace) -> int:

@@ -11,14 +11,11 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+from pneumoscope.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 """Label 0 is NORMAL and 1 is PNEUMONIA in every file, array and report of the project."""
-
-
-class ConfigError(ValueError):
-    """A configuration file that cannot be used as written."""
 
 
 class _Strict(BaseModel):

@@ -1,17 +1,48 @@
-"""The errors a user can fix, gathered so that every front end reports them the same way.
+"""The errors a user can fix: one base class, importing nothing from the project.
 
 Each is raised where the problem is found (the loader, the collection scanner, the config
-reader, the model loader) with a message that names the problem; the CLI prints it as one
-line and the app shows it in the page, neither shows a traceback.
+reader, the model loader, the exporter) with a message that names the problem; the CLI prints
+it as one line and the app shows it in the page, neither shows a traceback. Every module can
+import this leaf without pulling in the CLI or the app, so no import cycle runs through it.
 """
 
 from __future__ import annotations
 
-from pneumoscope.config import ConfigError
-from pneumoscope.data.collection import CollectionError
-from pneumoscope.data.images import ImageLoadError
-from pneumoscope.models.bundle import ModelLoadError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, CollectionError, ImageLoadError, ModelLoadError, FileNotFoundError)
+class UserError(Exception):
+    """A problem the user can fix; ``str(err)`` is one line, safe to show (exit status 2 in the CLI)."""
 
-__all__ = ["USER_ERRORS", "ConfigError", "CollectionError", "ImageLoadError", "ModelLoadError"]
+
+class ConfigError(UserError, ValueError):
+    """A configuration file or option that cannot be used as written."""
+
+
+class CollectionError(UserError, ValueError):
+    """A folder that does not hold a usable chest X-ray collection."""
+
+
+class ImageLoadError(UserError, ValueError):
+    """An input that is not a usable image; ``code`` names the kind of problem for tables and APIs."""
+
+    code = "unreadable"
+
+
+class ModelLoadError(UserError, RuntimeError):
+    """A model folder that is missing, incomplete, corrupt or tampered with."""
+
+
+class ExportError(UserError, RuntimeError):
+    """The model could not be exported to ONNX."""
+
+
+class HeatmapUnavailableError(UserError, RuntimeError):
+    """A heatmap was asked of a predictor that has no PyTorch network (loaded from an .onnx file)."""
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (UserError, FileNotFoundError)
+"""What every front end reports as one line instead of a traceback."""
+
+__all__ = [
+    "USER_ERRORS", "CollectionError", "ConfigError", "ExportError", "HeatmapUnavailableError",
+    "ImageLoadError", "ModelLoadError", "UserError",
+]

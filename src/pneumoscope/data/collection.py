@@ -17,16 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from pneumoscope.config import CLASS_NAMES
+from pneumoscope.errors import CollectionError
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 SPLITS = ("train", "val", "test")
 
 _PERSON = re.compile(r"^person(\d+)_(bacteria|virus)_\d+", re.IGNORECASE)
 _IM = re.compile(r"^(NORMAL2-IM|IM)-(\d+)-", re.IGNORECASE)
-
-
-class CollectionError(ValueError):
-    """A folder that does not hold a usable chest X-ray collection."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from pneumoscope.errors import ImageLoadError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated upload is an error, never half an X-ray
 
@@ -47,12 +48,6 @@ class _OneLine(logging.Filter):
 
 
 logging.getLogger("pydicom.pixels.decoders.base").addFilter(_OneLine())
-
-
-class ImageLoadError(ValueError):
-    """An input that is not a usable image; ``str(err)`` is safe to show a user."""
-
-    code = "unreadable"
 
 
 class EmptyImageError(ImageLoadError):

@@ -117,7 +117,7 @@ def output_kind(out: str | Path | None) -> str:
     """``csv``, ``json`` or ``jsonl`` from the file name (CSV when no file: stdout)."""
     suffix = Path(out).suffix.lower() if out else ".csv"
     if suffix not in (".csv", ".json", ".jsonl"):
-        from pneumoscope.cli import UserError
+        from pneumoscope.errors import UserError
 
         raise UserError(f"--out must end in .csv, .json or .jsonl, not {suffix or 'nothing'}")
     return suffix[1:]
@@ -222,7 +222,7 @@ def run_batch(
     """
     from tqdm import tqdm
 
-    from pneumoscope.cli import UserError
+    from pneumoscope.errors import UserError
     from pneumoscope.inference.predictor import Predictor
 
     if batch_size < 1:

@@ -37,6 +37,7 @@ from torch import nn
 
 from pneumoscope.config import CLASS_NAMES
 from pneumoscope.models.bundle import Bundle, ModelLoadError, load_bundle
+from pneumoscope.errors import ExportError
 
 EXPORT_VERSION = 2
 """Bumped whenever the graph's inputs, outputs or metadata change: old cached exports are then ignored."""
@@ -51,10 +52,6 @@ PREPROCESSING = (
     "resize to image_size x image_size with PIL bicubic, aspect ratio not kept; feed float32 "
     "(B, 1, image_size, image_size) with values 0..255. Normalisation is inside the graph."
 )
-
-
-class ExportError(RuntimeError):
-    """The model could not be exported to ONNX."""
 
 
 class _ExportedGraph(nn.Module):

@@ -37,6 +37,7 @@ from pneumoscope.data.images import DecodedImage, ImageSource, decode_image, res
 from pneumoscope.inference.ood import mahalanobis, verdict
 from pneumoscope.models.bundle import ModelLoadError, load_bundle
 from pneumoscope.models.decision import sigmoid
+from pneumoscope.errors import HeatmapUnavailableError
 
 DISPLAY_MAX = 1024
 """Longest side of the image kept for display: a heatmap overlay needs no more, and memory stays small."""
@@ -45,10 +46,6 @@ NOT_A_DIAGNOSIS = (
     "read as a diagnosis"
 )
 Backend = Literal["auto", "onnx", "torch"]
-
-
-class HeatmapUnavailableError(RuntimeError):
-    """A heatmap was asked of a predictor that has no PyTorch network (loaded from an .onnx file)."""
 
 
 @dataclass(frozen=True)

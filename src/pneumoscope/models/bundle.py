@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from pneumoscope.config import Config, ConfigError, load_config
 from pneumoscope.models.nets import PneumoNet, build_net
+from pneumoscope.errors import ModelLoadError
 
 WEIGHTS = "model.safetensors"
 OOD = "ood.safetensors"
@@ -32,10 +33,6 @@ CARD = "MODEL_CARD.md"
 FORMAT_VERSION = 2
 SEAL_KEY = "pneumoscope.decision"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights" / "default"
-
-
-class ModelLoadError(RuntimeError):
-    """A model folder that is missing, incomplete, corrupt or tampered with."""
 
 
 @dataclass
