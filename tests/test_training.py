@@ -114,7 +114,7 @@ def test_stressed_selection_and_threshold(small_collection: Path, tmp_path: Path
     config = load_config(REPO / "configs" / "robust.yaml", **{
         "train.epochs": 1, "train.limit_train_batches": 3, "data.image_size": 64, "model.pretrained": False,
     })
-    assert config.train.select_on == "stressed" and config.threshold.on == "stressed"
+    assert config.train.select_on == "stressed" and config.threshold.fit_on == "stressed"
     run = train(config, tmp_path / "run", root=small_collection, progress=False)
     assert run is not None
     header = (run / "history.csv").read_text().splitlines()[0].split(",")

@@ -53,7 +53,14 @@ def _train(args: argparse.Namespace) -> int:
 def _finalize(args: argparse.Namespace) -> int:
     from pneumoscope.training import refinalize
 
-    meta = refinalize(Path(args.model), command="pneumoscope finalize --model " + args.model)
+    threshold = None
+    command = "pneumoscope finalize --model " + args.model
+    if args.threshold_from:
+        from pneumoscope.config import load_config
+
+        threshold = load_config(args.threshold_from).threshold
+        command += " --threshold-from " + args.threshold_from
+    meta = refinalize(Path(args.model), command=command, threshold=threshold)
     val = meta["validation"]
     print(f"{args.model}: threshold {meta['threshold']:.4f}, temperature {meta['temperature']:.3f}, "
           f"validation AUC {val['auc']:.4f}, confusion matrix {val['confusion_matrix']}")
@@ -68,16 +75,26 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _stress(args: argparse.Namespace) -> int:
-    from pneumoscope.evaluation.stress import run_stress, stress_table
+    from pneumoscope.evaluation.stress import run_stress, stress_comparison, stress_table
 
     families = tuple(args.families.split(",")) if args.families else None
-    report = run_stress(args.root, split=args.split, model=args.model, out=Path(args.out),
-                        per_class=args.per_class, seed=args.seed, families=families)
+    models = args.model or [None]
+    if args.card and len(models) > 1:
+        raise UserError("--card records one model's table: pass a single --model")
+    reports = []
+    for model in models:
+        out = Path(args.out) if len(models) == 1 else Path(args.out) / Path(model or "default").name
+        reports.append(run_stress(args.root, split=args.split, model=model, out=out,
+                                  per_class=args.per_class, seed=args.seed, families=families))
+    if len(reports) > 1:
+        path = stress_comparison(reports, Path(args.out), command="pneumoscope " + " ".join(sys.argv[1:]))
+        print(f"comparison: {path}")
     if args.card:
         from pneumoscope.models.card import add_card_section
 
+        report = reports[0]
         folder = Path(report["model"]["path"])
-        command = f"pneumoscope stress {args.root} --split {args.split}" + (f" --model {args.model}" if args.model else "")
+        command = f"pneumoscope stress {args.root} --split {args.split}" + (f" --model {models[0]}" if models[0] else "")
         body = (f"Command: `{command} --out {args.out} --card`; {report['data']['n_used']} images, seed {args.seed}. "
                 f"Figures at this model's threshold {report['model']['threshold']:.4f}.\n\n{stress_table(report)}\n")
         add_card_section(folder, "Robustness: the stress report (pneumoscope stress)", body)
@@ -158,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         "finalize", help="recompute a saved model's calibration, threshold and OOD statistics (same weights)"
     )
     finalize.add_argument("--model", required=True, help="run folder or model folder (rewritten in place)")
+    finalize.add_argument("--threshold-from", metavar="CONFIG",
+                          help="use this config's threshold rule instead of the model's own (same weights)")
     finalize.set_defaults(func=_finalize)
 
     evaluate = sub.add_parser("evaluate", help="metrics, report and figures of a model on a split")
@@ -173,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stress.add_argument("root", help="Kaggle-layout root, a NORMAL/ PNEUMONIA/ folder, or a run's split_manifest.csv")
     stress.add_argument("--split", default="val", choices=["train", "val", "test"])
-    stress.add_argument("--model", help="run folder or model folder (default: the bundled model)")
+    stress.add_argument("--model", action="append",
+                        help="run folder or model folder (default: the bundled model); repeat to compare several")
     stress.add_argument("--out", required=True, help="folder for stress.json, stress.md and stress.png")
     stress.add_argument("--per-class", type=int, help="use only the first N images of each class")
     stress.add_argument("--seed", type=int, default=0, help="seed of the random parts of the perturbations")

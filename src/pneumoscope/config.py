@@ -123,7 +123,7 @@ class ThresholdConfig(_Strict):
     """With ``prior``: the pneumonia prevalence the probability is corrected to before cutting at 0.5."""
     value: float = Field(0.5, gt=0, lt=1)
     """With ``fixed``: this threshold, whatever validation says (the bootcamp's 0.5)."""
-    on: Literal["clean", "stressed"] = "clean"
+    fit_on: Literal["clean", "stressed"] = "clean"
     """Which validation set fits the temperature and places the threshold: the clean images, or the
     clean images pooled with perturbed copies (data/perturb.py ``STRESSED_SET``). A clean validation
     ROC of this data set is saturated, so its threshold sits on a handful of hard films and does

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pneumoscope.config import Config
+from pneumoscope.config import Config, ThresholdConfig
 from pneumoscope.models.decision import choose_threshold, describe_rule, fit_temperature, sigmoid
 
 
@@ -179,7 +179,7 @@ def finalize(
     _, train_features = forward_images(net, train_images, features=True)
     rule = config.threshold
     fit_logits, fit_labels = val_logits, val_labels
-    if rule.on == "stressed":
+    if rule.fit_on == "stressed":
         copies, fit_labels = stressed_copies(val_images, val_labels, STRESSED_SET, seed=config.data.split_seed)
         fit_logits = np.concatenate([val_logits, forward_images(net, copies[len(val_labels):])[0]])
     temperature = fit_temperature(fit_logits, fit_labels)
@@ -191,14 +191,14 @@ def finalize(
     meta = {
         "name": config.name,
         "threshold": threshold,
-        "threshold_rule": describe_rule(rule, rule.on),
+        "threshold_rule": describe_rule(rule, rule.fit_on),
         "temperature": temperature,
         "image_size": config.data.image_size,
         "validation": validation,
         "ood": ood_info,
         "training": extra,
     }
-    if rule.on == "stressed":
+    if rule.fit_on == "stressed":
         stressed = _figures(fit_labels, sigmoid(fit_logits / temperature), threshold, patients * (len(STRESSED_SET) + 1))
         stressed["split"] = ("the validation images pooled with one perturbed copy per condition: "
                              + ", ".join(f"{family} {strength:g}" for family, strength in STRESSED_SET))
@@ -221,12 +221,15 @@ def _figures(labels: np.ndarray, probs: np.ndarray, threshold: float, patients: 
     return {**{k: m[k] for k in keys}, "normal_recall": m["specificity"]}
 
 
-def refinalize(folder: str | Path, command: str | None = None) -> dict[str, Any]:
+def refinalize(
+    folder: str | Path, command: str | None = None, threshold: ThresholdConfig | None = None
+) -> dict[str, Any]:
     """Calibration, threshold, OOD statistics and validation figures of a saved model, computed
     again by the current code: same weights, same split (the model's own manifest).
 
     For when how those are computed changes after a long training run; the weights and the
     training record are kept, and the record notes the command that recomputed the rest.
+    ``threshold`` replaces the model's threshold rule (its config records the new one).
     """
     from pneumoscope import heap
     from pneumoscope.models.bundle import load_bundle
@@ -238,4 +241,5 @@ def refinalize(folder: str | Path, command: str | None = None) -> dict[str, Any]
     manifest = folder / "split_manifest.csv"
     datamodule = XRayDataModule(bundle.config, manifest=manifest if manifest.is_file() else None)
     extra = {**bundle.meta.get("training", {}), "finalized_by": command}
-    return finalize(bundle.config, bundle.net, datamodule, folder, extra, bundle.meta.get("card_sections"))
+    config = bundle.config if threshold is None else bundle.config.model_copy(update={"threshold": threshold})
+    return finalize(config, bundle.net, datamodule, folder, extra, bundle.meta.get("card_sections"))

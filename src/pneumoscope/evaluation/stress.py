@@ -280,3 +280,37 @@ def plot_stress(report: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+COMPARISON_ROWS: tuple[tuple[str, float], ...] = (
+    ("crop_center", 0.8), ("crop_center", 0.7), ("crop_offcentre", 0.7), ("zoom_out", 0.7), ("aspect", 1.5),
+    ("resolution", 0.3), ("blur", 2.0), ("noise", 0.08), ("contrast", 2.0), ("rotate", 15),
+)
+"""The conditions the side-by-side table shows: the strongest of the families that move answers most."""
+
+
+def stress_comparison(reports: list[dict[str, Any]], out: Path, command: str) -> Path:
+    """``comparison.md``: several models' stress reports side by side (specificity / sensitivity)."""
+    names = [r["model"]["name"] for r in reports]
+    header = "| | " + " | ".join(f"`{n}`" for n in names) + " |"
+    lines = [header, "|---|" + "---:|" * len(names)]
+    lines.append("| threshold | " + " | ".join(f"{r['model']['threshold']:.3f}" for r in reports) + " |")
+    for key, title in (("clean", "clean"), ("stressed", "stressed pool")):
+        lines.append(f"| {title}: AUC | " + " | ".join(f"{r[key]['auc']:.4f}" for r in reports) + " |")
+        lines.append(f"| {title}: sensitivity / specificity | "
+                     + " | ".join(f"{_pct(r[key]['sensitivity'])} / {_pct(r[key]['specificity'])}" for r in reports) + " |")
+    for family, strength in COMPARISON_ROWS:
+        cells = []
+        for r in reports:
+            row = next((c for c in r["conditions"] if c["family"] == family and c["strength"] == strength), None)
+            cells.append("n/a" if row is None else
+                         f"{row['normal_to_pneumonia']} / {row['pneumonia_to_normal']} (AUC {row['auc']:.3f})")
+        lines.append(f"| {family} {strength:g}: flips N→P / P→N | " + " | ".join(cells) + " |")
+    d = reports[0]["data"]
+    text = (f"# Stress reports side by side\n\nCommand: `{command}`\n\n"
+            f"{d['n_used']} images ({d['n_normal']} NORMAL, {d['n_pneumonia']} PNEUMONIA) of `{d['root']}` ({d['split']}); "
+            "each model at its own threshold. Flips are counted against each image's own unperturbed answer. "
+            "Full tables: each model's folder.\n\n" + "\n".join(lines) + "\n")
+    path = Path(out) / "comparison.md"
+    path.write_text(text, encoding="utf-8")
+    return path

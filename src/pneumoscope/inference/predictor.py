@@ -187,7 +187,13 @@ class Predictor:
             if backend == "torch":
                 raise ValueError("an .onnx model runs on ONNX Runtime only; pass the model folder for PyTorch")
             return cls._from_onnx(Path(model), threads, spin)
-        bundle = load_bundle(model)
+        return cls.from_bundle(load_bundle(model), backend, threads, spin)
+
+    @classmethod
+    def from_bundle(
+        cls, bundle: Any, backend: Backend = "auto", threads: int | None = None, spin: bool = True
+    ) -> "Predictor":
+        """A predictor over an already loaded (and hash-checked) model bundle."""
         bundle.net.requires_grad_(False)  # inference only: no parameter ever needs a gradient
         session = None
         if backend != "torch":
