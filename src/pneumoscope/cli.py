@@ -79,8 +79,6 @@ def _stress(args: argparse.Namespace) -> int:
 
     families = tuple(args.families.split(",")) if args.families else None
     models = args.model or [None]
-    if args.card and len(models) > 1:
-        raise UserError("--card records one model's table: pass a single --model")
     reports = []
     for model in models:
         out = Path(args.out) if len(models) == 1 else Path(args.out) / Path(model or "default").name
@@ -89,16 +87,16 @@ def _stress(args: argparse.Namespace) -> int:
     if len(reports) > 1:
         path = stress_comparison(reports, Path(args.out), command="pneumoscope " + " ".join(sys.argv[1:]))
         print(f"comparison: {path}")
-    if args.card:
+    if args.card:  # each model's own table into its own card
         from pneumoscope.models.card import add_card_section
 
-        report = reports[0]
-        folder = Path(report["model"]["path"])
-        command = f"pneumoscope stress {args.root} --split {args.split}" + (f" --model {models[0]}" if models[0] else "")
-        body = (f"Command: `{command} --out {args.out} --card`; {report['data']['n_used']} images, seed {args.seed}. "
-                f"Figures at this model's threshold {report['model']['threshold']:.4f}.\n\n{stress_table(report)}\n")
-        add_card_section(folder, "Robustness: the stress report (pneumoscope stress)", body)
-        print(f"card: {folder / 'MODEL_CARD.md'}")
+        command = "pneumoscope " + " ".join(sys.argv[1:]) if sys.argv[1:] else "pneumoscope stress"
+        for report in reports:
+            folder = Path(report["model"]["path"])
+            body = (f"Command: `{command}`; {report['data']['n_used']} images, seed {args.seed}. "
+                    f"Figures at this model's threshold {report['model']['threshold']:.4f}.\n\n{stress_table(report)}\n")
+            add_card_section(folder, "Robustness: the stress report (pneumoscope stress)", body)
+            print(f"card: {folder / 'MODEL_CARD.md'}")
     return 0
 
 
@@ -198,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     stress.add_argument("--per-class", type=int, help="use only the first N images of each class")
     stress.add_argument("--seed", type=int, default=0, help="seed of the random parts of the perturbations")
     stress.add_argument("--families", help="comma-separated subset of perturbation families (default: all)")
-    stress.add_argument("--card", action="store_true", help="also record the table in the model's card")
+    stress.add_argument("--card", action="store_true", help="also record each model's table in its own card")
     stress.set_defaults(func=_stress)
 
     compare = sub.add_parser("compare", help="several models side by side on the same images")
