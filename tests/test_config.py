@@ -11,7 +11,7 @@ from pneumoscope.config import Config, ConfigError, load_config
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["baseline", "improved"])
+@pytest.mark.parametrize("name", ["baseline", "improved", "robust"])
 def test_shipped_configs_load(name: str) -> None:
     config = load_config(REPO / "configs" / f"{name}.yaml")
     assert config.name == name

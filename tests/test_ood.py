@@ -28,12 +28,18 @@ def val_paths(data_root) -> list[str]:
     return [records[i].path for i in rng.choice(len(records), 60, replace=False)]
 
 
+@pytest.fixture(scope="module")
+def all_val_paths(data_root) -> list[str]:
+    return [r.path for r in read_manifest(DEFAULT_MODEL_DIR / "split_manifest.csv") if r.split == "val"]
+
+
 def _flag_rate(predictor: Predictor, images: list) -> float:
     return float(np.mean([not r.is_chest_xray for r in predictor.predict_many(images)]))
 
 
-def test_real_validation_xrays_are_rarely_flagged(predictor: Predictor, val_paths: list[str]) -> None:
-    assert _flag_rate(predictor, val_paths) <= 1 / 60
+def test_real_validation_xrays_are_rarely_flagged(predictor: Predictor, all_val_paths: list[str]) -> None:
+    # the distance threshold is the 99.5th percentile of validation distances: about 0.5 % by design
+    assert _flag_rate(predictor, all_val_paths) <= 0.01
 
 
 def test_real_originals_are_not_flagged(predictor: Predictor, originals) -> None:
