@@ -127,3 +127,15 @@ def test_a_dead_decoding_worker_costs_one_row_not_the_run(
     assert "did not finish within 5 s" in rows["crash.jpeg"]["error"]
     for name in ("normal.jpeg", "pneumonia.jpeg"):  # the files after the dead worker's are still scored
         assert not rows[name]["error"] and rows[name]["label"] in ("NORMAL", "PNEUMONIA")
+
+
+def test_cli_version_and_help_state_defaults(capsys: pytest.CaptureFixture) -> None:
+    from pneumoscope.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("pneumoscope ")
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: test)" in text and "(default: None)" not in text

@@ -147,6 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pneumoscope", description="Pneumonia detection on chest X-rays.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="explore a chest X-ray collection")
@@ -179,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="metrics, report and figures of a model on a split")
     evaluate.add_argument("root", help="Kaggle-layout root, a NORMAL/ PNEUMONIA/ folder, or a run's split_manifest.csv")
-    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"],
+                          help="which split of ROOT (or which rows of a manifest)")
     evaluate.add_argument("--model", help="run folder or model folder (default: the bundled model)")
     evaluate.add_argument("--threshold", type=float, help="override the model's stored threshold")
     evaluate.add_argument("--out", required=True)
@@ -189,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
         "stress", help="robustness report: the model on perturbed copies (crops, squeeze, resolution, exposure, ...)"
     )
     stress.add_argument("root", help="Kaggle-layout root, a NORMAL/ PNEUMONIA/ folder, or a run's split_manifest.csv")
-    stress.add_argument("--split", default="val", choices=["train", "val", "test"])
+    stress.add_argument("--split", default="val", choices=["train", "val", "test"],
+                        help="which split of ROOT (or which rows of a manifest)")
     stress.add_argument("--model", action="append",
                         help="run folder or model folder (default: the bundled model); repeat to compare several")
     stress.add_argument("--out", required=True, help="folder for stress.json, stress.md and stress.png")
@@ -201,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = sub.add_parser("compare", help="several models side by side on the same images")
     compare.add_argument("items", nargs="+", metavar="RUN_OR_MODEL... ROOT", help="models, then a data root or a split_manifest.csv")
-    compare.add_argument("--split", default="test", choices=["train", "val", "test"])
+    compare.add_argument("--split", default="test", choices=["train", "val", "test"],
+                         help="which split of ROOT (or which rows of a manifest)")
     compare.add_argument("--out", required=True)
     compare.set_defaults(func=_compare)
 
@@ -236,7 +240,31 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--auth", help="USER:PASS for basic auth")
     serve.add_argument("--share", action="store_true", help="ask Gradio for a public link (off by default)")
     serve.set_defaults(func=_serve)
+    for subparsers in (sub, data_sub):
+        for command in subparsers.choices.values():
+            command.formatter_class = _DefaultsShown
     return parser
+
+
+class _DefaultsShown(argparse.HelpFormatter):
+    """Help that states each option's real default, and stays quiet where there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("%(default)" not in text and action.option_strings and not action.required
+                and action.default is not None and action.default is not False
+                and action.default != argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pneumoscope")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
