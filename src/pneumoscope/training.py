@@ -138,6 +138,7 @@ def train(
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     fit_seconds = time.perf_counter() - started
+    _end_distributed()
     if not trainer.is_global_zero:
         return None
     write_history(module.history, run_dir)
@@ -157,6 +158,20 @@ def train(
         "command": "pneumoscope " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None,
     })
     return run_dir
+
+
+def _end_distributed() -> None:
+    """Tear the DDP process group down on every rank once fitting is over.
+
+    Left to interpreter exit, gloo's threads are sometimes still alive when a worker rank returns,
+    and it aborts ("terminate called without an active exception", exit -6) while rank 0 is still
+    finalizing; calibration and the bundle need no process group.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def finalize(
