@@ -115,7 +115,8 @@ def test_unreadable_file_is_one_line_in_the_page(app: App, odd_files: dict[str, 
 
 def test_no_file(app: App) -> None:
     out = app.predict_one(None, True, 0.45)
-    assert out.result == {"error": "no file uploaded"} and "ps-error" in out.card
+    assert out.result == {"error": "Upload a chest X-ray first"} and "ps-error" in out.card
+    assert "Upload a chest X-ray first" in out.card and "Cannot read" not in out.card
 
 
 def test_colour_photo_gets_a_warning_instead_of_a_diagnosis(app: App, odd_files: dict[str, Path]) -> None:
@@ -147,7 +148,7 @@ def test_api_predict(app: App, pneumonia_original: Path, odd_files: dict[str, Pa
     assert result == app.predictor.predict(pneumonia_original).to_dict()
     with pytest.raises(gr.Error, match="truncated|corrupt|damaged"):
         app.api_predict(str(odd_files["broken"]))
-    with pytest.raises(gr.Error, match="no file"):
+    with pytest.raises(gr.Error, match="Upload a chest X-ray first"):
         app.api_predict(None)
 
 

@@ -70,8 +70,16 @@ def _data_uri(image: Any) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+NO_UPLOAD = "Upload a chest X-ray first"
+"""What Predict says with no file: there is no file that could not be read."""
+
+
 def error_card(message: str) -> str:
     return f'<div class="ps-card ps-error" id="ps-error"><b>Cannot read this file:</b> {html.escape(message)}</div>'
+
+
+def notice_card(message: str) -> str:
+    return f'<div class="ps-card ps-error" id="ps-error"><b>{html.escape(message)}</b></div>'
 
 
 def result_card(prediction: Any) -> str:
@@ -294,7 +302,7 @@ class App:
         """Predict one upload (a path) for the page; never raises."""
         path = _path_of(upload)
         if not path:
-            return SingleResult(error_card("no file uploaded"), "", {"error": "no file uploaded"}, None, None)
+            return SingleResult(notice_card(NO_UPLOAD), "", {"error": NO_UPLOAD}, None, None)
         seen = _identity(path)
         try:
             prediction = self.predictor.predict(path, heatmap=self.predictor.can_explain)
@@ -328,7 +336,7 @@ class App:
 
         path = _path_of(image)
         if not path:
-            raise gr.Error("no file uploaded", print_exception=False)
+            raise gr.Error(NO_UPLOAD, print_exception=False)
         seen = _identity(path)
         try:
             return self.predictor.predict(path).to_dict()
