@@ -487,10 +487,11 @@ def build_app(predictor: Any, upload_dir: Path, examples: str | Path | None = No
             run = gr.Button("Predict all", variant="primary", elem_id="ps-batch-run")
             table = gr.Dataframe(
                 headers=HEADERS, datatype=["str", "str", "number", "str"], interactive=False,
-                wrap=True, label="results", elem_id="ps-table",
+                wrap=True, label="results", elem_id="ps-table", show_search="search",
                 column_widths=["24%", "16%", "10%", "50%"],
             )
-            gr.Markdown("Sort or filter a column from the ⋮ menu of its header.", elem_classes="ps-note")
+            gr.Markdown("Find a file or a label with the search box above the table; the CSV below holds "
+                        "every row.", elem_classes="ps-note")
             download = gr.File(label="results as CSV", elem_id="ps-csv", interactive=False)
             run.click(
                 app.predict_batch, [many], [table, download], api_name="predict_batch", concurrency_id="model",
