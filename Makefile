@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup app test bench browser
+.PHONY: setup app test test-no-browser bench browser
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -24,6 +24,10 @@ browser:
 
 test: setup browser
 	$(BIN)/python -m pytest -q
+
+# For a machine without apt or root: every test but the browser one, which is skipped with a message.
+test-no-browser: setup
+	PNEUMOSCOPE_SKIP_BROWSER=1 $(BIN)/python -m pytest -q -rs
 
 bench: setup
 	for script in bench/*.py; do $(BIN)/python $$script; done
