@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from _inference import load_predictor, model_path, predictor  # noqa: F401
+from _inference import model_path, predictor  # noqa: F401  (fixtures)
 from pneumoscope.config import AugmentConfig, ThresholdConfig
 from pneumoscope.data.collection import read_manifest
 from pneumoscope.data.perturb import FAMILIES, SELECTION_SET, STRESSED_SET, perturb_images, stressed_copies

@@ -25,6 +25,7 @@ from sklearn.metrics import (
 )
 
 from pneumoscope.config import CLASS_NAMES
+from pneumoscope.models.decision import predictions  # the one decision rule, re-exported here
 
 ECE_BINS = 10
 """Equal-width bins of predicted probability for the expected calibration error."""
@@ -46,9 +47,6 @@ def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, n_bins: in
     return float(value)
 
 
-def predictions(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """PNEUMONIA (1) where the probability reaches the threshold: the rule training uses too."""
-    return (np.asarray(probs) >= threshold).astype(int)
 
 
 def patient_resamples(

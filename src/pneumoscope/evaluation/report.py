@@ -214,7 +214,7 @@ def _write_predictions(
             row: list[Any] = [record.path, record.patient, record.label, record.class_name]
             row += [f"{float(p[index]):.6f}" for p in probs.values()]
             if threshold is not None:
-                predicted = int(next(iter(probs.values()))[index] >= threshold)
+                predicted = int(predictions(next(iter(probs.values()))[index], threshold))
                 row += [predicted, int(predicted == record.label)]
             writer.writerow(row)
 

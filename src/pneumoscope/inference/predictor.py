@@ -32,11 +32,10 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 from PIL import Image
 
-from pneumoscope.config import CLASS_NAMES
 from pneumoscope.data.images import DecodedImage, ImageSource, decode_image, resize_square
 from pneumoscope.inference.ood import mahalanobis, verdict
 from pneumoscope.models.bundle import ModelLoadError, load_bundle
-from pneumoscope.models.decision import sigmoid
+from pneumoscope.models.decision import label_of, sigmoid
 from pneumoscope.errors import HeatmapUnavailableError
 
 DISPLAY_MAX = 1024
@@ -369,7 +368,7 @@ class Predictor:
 
     def _result(self, item: PreparedImage, logit: float, distance: float | None, cam: np.ndarray | None) -> Prediction:
         probability = float(sigmoid(np.float64(logit) / self.temperature))
-        label = CLASS_NAMES[1] if probability >= self.threshold else CLASS_NAMES[0]
+        label = label_of(probability, self.threshold)
         judged = verdict(item.facts(), distance, self.ood_threshold)
         notes = judged.reasons + ((NOT_A_DIAGNOSIS,) if not judged.is_chest_xray else ())
         heat, overlay = None, None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pneumoscope.config import ThresholdConfig
+from pneumoscope.config import CLASS_NAMES, ThresholdConfig
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -32,6 +32,17 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
     optimizer.step(closure)
     return float(np.clip(log_t.exp().item(), 0.05, 20.0))
+
+
+def predictions(probs: np.ndarray, threshold: float) -> np.ndarray:
+    """PNEUMONIA (1) where the probability reaches the threshold, NORMAL (0) below it: the one
+    decision rule of training, evaluation, the stress report, the CLI and the app."""
+    return (np.asarray(probs) >= threshold).astype(int)
+
+
+def label_of(probability: float, threshold: float) -> str:
+    """The class name :func:`predictions` gives one probability."""
+    return CLASS_NAMES[int(predictions(np.float64(probability), threshold))]
 
 
 def _odds(p: float) -> float:
