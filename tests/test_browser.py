@@ -88,6 +88,8 @@ def test_single_image_warning_error_and_recovery(page, served, normal_original: 
     from playwright.sync_api import expect
 
     predictor = served.app.predictor
+    page.click("#ps-predict")  # nothing uploaded yet: say so, not "cannot read this file"
+    expect(page.locator("#ps-error")).to_have_text("Upload a chest X-ray first")
     for path in (normal_original, pneumonia_original):
         expected = predictor.predict(path, heatmap=True)
         _upload_and_predict(page, path)
@@ -105,10 +107,16 @@ def test_single_image_warning_error_and_recovery(page, served, normal_original: 
     page.locator("#ps-show-heatmap input[type=checkbox]").check()
     expect(page.locator("#ps-picture figcaption")).to_contain_text("Grad-CAM")
 
-    # A colour photograph: a warning replaces the diagnosis.
+    # A new upload clears the last answer before anything is predicted: no stale result beside it.
     photo = tmp_path / "holiday.png"
     Image.fromarray(colour_photo()).save(photo)
-    _upload_and_predict(page, photo)
+    page.locator("#ps-upload input[type=file]").set_input_files(str(photo))
+    expect(page.locator("#ps-upload")).to_contain_text(photo.stem)
+    expect(page.locator("#ps-label")).to_have_count(0)
+    expect(page.locator("#ps-image")).to_have_count(0)
+
+    # A colour photograph: a warning replaces the diagnosis.
+    page.click("#ps-predict")
     expect(page.locator("#ps-warning")).to_contain_text("does not look like a chest X-ray")
     expect(page.locator("#ps-label")).to_have_count(0)
     expect(page.locator("#ps-picture figcaption")).to_contain_text("no heatmap")

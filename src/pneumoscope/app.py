@@ -478,6 +478,12 @@ def build_app(predictor: Any, upload_dir: Path, examples: str | Path | None = No
                 app.predict_one, [upload, show, opacity], [card, picture, result, state, upload],
                 api_visibility="private", concurrency_id="model", preprocess=False,
             )
+            # A new upload clears the last result, so no answer ever stands beside another file's name.
+            # (``upload``, not ``change``: Predict itself empties the file box, and must keep its answer.)
+            upload.upload(
+                lambda: ("", "", None, None), None, [card, picture, result, state],
+                api_visibility="private", queue=False, show_progress="hidden",
+            )
             for event in (show.change, opacity.release):  # redraw from the session's state, no new prediction
                 event(app.redraw, [state, show, opacity], picture, api_visibility="private", show_progress="hidden")
         with gr.Tab("Batch"):
