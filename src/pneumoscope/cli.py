@@ -78,6 +78,7 @@ def _stress(args: argparse.Namespace) -> int:
     from pneumoscope.evaluation.stress import run_stress, stress_comparison, stress_table
 
     families = tuple(args.families.split(",")) if args.families else None
+    command = "pneumoscope " + " ".join(sys.argv[1:]) if sys.argv[1:] else "pneumoscope stress"
     models = args.model or [None]
     reports = []
     for model in models:
@@ -85,12 +86,11 @@ def _stress(args: argparse.Namespace) -> int:
         reports.append(run_stress(args.root, split=args.split, model=model, out=out,
                                   per_class=args.per_class, seed=args.seed, families=families))
     if len(reports) > 1:
-        path = stress_comparison(reports, Path(args.out), command="pneumoscope " + " ".join(sys.argv[1:]))
+        path = stress_comparison(reports, Path(args.out), command=command)
         print(f"comparison: {path}")
     if args.card:  # each model's own table into its own card
         from pneumoscope.models.card import add_card_section
 
-        command = "pneumoscope " + " ".join(sys.argv[1:]) if sys.argv[1:] else "pneumoscope stress"
         for report in reports:
             folder = Path(report["model"]["path"])
             body = (f"Command: `{command}`; {report['data']['n_used']} images, seed {args.seed}. "

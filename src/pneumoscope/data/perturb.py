@@ -19,16 +19,14 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
+from pneumoscope.data.images import resize_square
+
 Perturb = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
 
 
-def _resize(grey: np.ndarray, width: int, height: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(grey).resize((width, height), Image.Resampling.BILINEAR))
-
-
 def _crop_resize(grey: np.ndarray, left: int, top: int, width: int, height: int) -> np.ndarray:
-    size = grey.shape[0]
-    return _resize(np.ascontiguousarray(grey[top : top + height, left : left + width]), size, size)
+    """A window of the film stretched back to the square by the loader's own resize."""
+    return resize_square(np.ascontiguousarray(grey[top : top + height, left : left + width]), grey.shape[0])
 
 
 def crop_center(grey: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -53,7 +51,7 @@ def zoom_out(grey: np.ndarray, fraction: float, rng: np.random.Generator) -> np.
     side = max(8, round(size * fraction))
     out = np.zeros_like(grey)
     offset = (size - side) // 2
-    out[offset : offset + side, offset : offset + side] = _resize(grey, side, side)
+    out[offset : offset + side, offset : offset + side] = resize_square(grey, side)
     return out
 
 
@@ -76,7 +74,7 @@ def resolution(grey: np.ndarray, fraction: float, rng: np.random.Generator) -> n
     size = grey.shape[0]
     small = max(8, round(size * fraction))
     reduced = np.asarray(Image.fromarray(grey).resize((small, small), Image.Resampling.BOX))
-    return _resize(reduced, size, size)
+    return resize_square(reduced, size)
 
 
 def gamma(grey: np.ndarray, value: float, rng: np.random.Generator) -> np.ndarray:

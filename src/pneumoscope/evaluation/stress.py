@@ -25,8 +25,6 @@ from pneumoscope.evaluation.metrics import compute_metrics, predictions
 from pneumoscope.evaluation.report import _write_json, load_evaluation_set
 from pneumoscope.models.decision import choose_threshold, describe_rule
 
-STRESS_FILES = ("stress.json", "stress.md", "stress.png")
-
 RULES: tuple[ThresholdConfig, ...] = (
     ThresholdConfig(rule="min_sensitivity", min_sensitivity=0.97),
     ThresholdConfig(rule="youden"),

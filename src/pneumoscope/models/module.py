@@ -83,7 +83,7 @@ class PneumoniaModule(L.LightningModule):
         return "val_stress_auc" if self.config.train.select_on == "stressed" else "val_auc"
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
-        images, labels, clean = batch if len(batch) == 3 else (*batch, torch.ones(len(batch[1]), dtype=torch.bool))
+        images, labels, clean = batch  # validation batches say which images are unperturbed (datamodule)
         logits = self(images.float().contiguous(memory_format=torch.channels_last))
         probs = torch.sigmoid(logits.float())
         self.val_stress_auc.update(probs, labels)
