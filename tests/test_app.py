@@ -63,6 +63,14 @@ def test_predict_one_real_originals(app: App, normal_original: Path, pneumonia_o
         assert out.upload is None  # the file input is cleared: the upload is gone
         # An original outside the private folder (an example, a file named by a test) is never deleted.
         assert path.is_file()
+        # The bacterial/viral line: on a PNEUMONIA X-ray only, worded as a pattern, in the JSON too.
+        assert out.result["subtype"] == expected.subtype and out.result["subtype_pattern"] == expected.subtype_pattern
+        if expected.label == "PNEUMONIA":
+            assert expected.subtype in ("bacterial", "viral")
+            assert 'id="ps-subtype"' in out.card and f"Pattern more typical of {expected.subtype} pneumonia (p = " in out.card
+            assert "not a diagnosis of the cause" in out.card
+        else:
+            assert expected.subtype is None and "ps-subtype" not in out.card
 
 
 def test_heatmap_toggle_and_opacity_redraw(app: App, pneumonia_original: Path) -> None:
@@ -128,6 +136,25 @@ def test_colour_photo_gets_a_warning_instead_of_a_diagnosis(app: App, odd_files:
     assert "Grad-CAM" not in out.picture and "no heatmap: this does not look like a chest X-ray" in out.picture
 
 
+def test_warnings_are_true_of_the_image(app: App, normal_original: Path, tmp_path: Path) -> None:
+    """Random grey noise is no radiograph, but calling it "inverted" would be false: the anatomy
+    check runs only on what otherwise passes as a grey radiograph. A real film turned negative is
+    caught by that check. The card's bullets never repeat its heading."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (600, 600), dtype=np.uint8)).save(noise)
+    out = app.predict_one(str(noise), True, 0.45)
+    assert out.result["is_chest_xray"] is False
+    assert not any("inverted" in w for w in out.result["warnings"]), out.result["warnings"]
+    assert out.card.count("does not look like a chest X-ray") == 1  # the heading, not again as a bullet
+    negative = tmp_path / "negative.png"
+    ImageOps.invert(Image.open(normal_original).convert("L")).save(negative)
+    out = app.predict_one(str(negative), True, 0.45)
+    assert out.result["is_chest_xray"] is False and any("inverted" in w for w in out.result["warnings"])
+
+
 def test_dicom_upload(app: App, normal_original: Path, tmp_path: Path) -> None:
     import numpy as np
 
@@ -159,15 +186,18 @@ def test_predict_batch(app: App, normal_original: Path, pneumonia_original: Path
     assert [row[0] for row in rows] == [path.name for path in files]
     for row, path in zip(rows[:2], files[:2]):
         expected = app.predictor.predict(path)
-        assert row[1] == expected.label and row[2] == pytest.approx(expected.probability, abs=1e-4) and row[3] == ""
-    assert rows[2][1] == NOT_XRAY_LABEL and "colour" in rows[2][3]
-    assert rows[3][1] == "ERROR" and rows[3][2] is None and rows[3][3]
+        assert row[1] == expected.label and row[2] == pytest.approx(expected.probability, abs=1e-4) and row[4] == ""
+        assert row[3] == (expected.subtype_pattern or "")
+    # Not a chest X-ray: labelled so, with no probability shown as a result (the CSV keeps the raw one).
+    assert rows[2][1] == NOT_XRAY_LABEL and rows[2][2] is None and rows[2][3] == "" and "colour" in rows[2][4]
+    assert rows[3][1] == "ERROR" and rows[3][2] is None and rows[3][4]
     assert not any(path.exists() for path in uploaded)
     assert Path(csv_path).parent == app.upload_dir  # served from the private folder, swept from there
     with open(csv_path, newline="", encoding="utf-8") as handle:
         table = list(csv.reader(handle))
-    assert table[0] == ["file", "label", "probability", "warnings"] and len(table) == 5
-    assert table[1][:2] == [rows[0][0], rows[0][1]]
+    assert table[0] == ["file", "label", "probability", "pattern", "warnings", "p_bacterial", "raw_probability"]
+    assert len(table) == 5 and table[1][:2] == [rows[0][0], rows[0][1]]
+    assert table[3][2] == "" and float(table[3][6]) == pytest.approx(app.predictor.predict(files[2]).probability, abs=1e-4)
     assert app.predict_batch([]) == ([], None)
 
 
@@ -241,10 +271,10 @@ def test_api_predict_batch(served, client, normal_original: Path, odd_files: dic
         [handle_file(str(normal_original)), handle_file(str(odd_files["photo"])), handle_file(str(odd_files["garbage"]))],
         api_name="/predict_batch",
     )
-    assert table["headers"] == ["file", "label", "probability", "warnings"]
+    assert table["headers"] == ["file", "label", "probability", "pattern", "warnings"]
     assert [row[1] for row in table["data"]][1:] == [NOT_XRAY_LABEL, "ERROR"]
     assert table["data"][0][1] == served.app.predictor.predict(normal_original).label
-    assert Path(csv_file).read_text(encoding="utf-8").startswith("file,label,probability,warnings")
+    assert Path(csv_file).read_text(encoding="utf-8").startswith("file,label,probability,pattern,warnings,p_bacterial")
     assert uploads_left(served) == []
     assert served.app.pending is not None and not served.app.pending  # nothing waits for a prediction
 

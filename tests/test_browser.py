@@ -98,6 +98,10 @@ def test_single_image_warning_error_and_recovery(page, served, normal_original: 
         expect(page.locator("#ps-threshold")).to_have_text(f"{predictor.threshold:.3f}")
         expect(page.locator("#ps-image")).to_have_attribute("src", re.compile(r"^data:image/jpeg;base64,"))
         expect(page.locator("#ps-picture figcaption")).to_contain_text("Grad-CAM")
+        if expected.subtype:  # the bacterial/viral pattern, on a PNEUMONIA X-ray only
+            expect(page.locator("#ps-subtype")).to_have_text(expected.subtype_pattern[0].upper() + expected.subtype_pattern[1:])
+        else:
+            expect(page.locator("#ps-subtype")).to_have_count(0)
     page.wait_for_function("document.querySelector('#ps-image').naturalWidth > 0")
     _screenshot(page, "single.png")
 

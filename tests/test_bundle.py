@@ -13,16 +13,16 @@ from pneumoscope.models.bundle import DEFAULT_MODEL_DIR, ModelLoadError, load_bu
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_bundled_model_loads_and_is_the_committed_robust_config() -> None:
+def test_bundled_model_loads_and_is_the_committed_config() -> None:
     from pneumoscope.config import load_config
 
     bundle = load_bundle()
-    assert bundle.config.name == "robust"
+    assert bundle.config.name == "robust_subtype" and bundle.net.has_subtype
     assert bundle.image_size == 224
     assert 0.0 < bundle.threshold < 1.0
     assert bundle.ood["precision"].shape[0] == bundle.net.feature_dim
     # the config committed beside the model is the one it was trained and finalized with
-    assert bundle.config == load_config(REPO / "configs" / "robust.yaml")
+    assert bundle.config == load_config(REPO / "configs" / "robust_subtype.yaml")
 
 
 def test_bundle_holds_no_pickles_and_fits_the_size_budget() -> None:
@@ -36,7 +36,7 @@ def test_card_matches_the_model_record() -> None:
     card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
     meta = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())
     assert "Not a medical device" in card
-    assert "pneumoscope train --config configs/robust.yaml" in card
+    assert "pneumoscope train --config configs/robust_subtype.yaml" in card
     assert f"{meta['threshold']:.4f}" in card
     assert f"{meta['validation']['auc']:.4f}" in card
     for digest in meta["files"].values():

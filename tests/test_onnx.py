@@ -27,13 +27,15 @@ def test_export_is_a_valid_self_describing_model(exported: Path, torch_predictor
     assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) >= 17
     assert [i.name for i in model.graph.input] == ["pixels"]
     outputs = [o.name for o in model.graph.output]
-    assert outputs[:2] == ["logit", "features"]
+    assert outputs[:3] == ["logit", "subtype_logit", "features"]  # the bundled model has the subtype head
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch axis
     contract = read_contract(model)
     assert contract["image_size"] == torch_predictor.image_size
     assert contract["threshold"] == pytest.approx(torch_predictor.threshold)
     assert contract["temperature"] == pytest.approx(torch_predictor.temperature)
     assert contract["class_names"] == ["NORMAL", "PNEUMONIA"]
+    assert contract["subtype"]["threshold"] == pytest.approx(torch_predictor.subtype_threshold)
+    assert contract["subtype"]["temperature"] == pytest.approx(torch_predictor.subtype_temperature)
     assert "0..255" in contract["preprocessing"]
 
 
@@ -44,11 +46,13 @@ def test_onnx_runtime_and_pytorch_agree_on_real_images(
     files = some_originals + sorted((chest_xray / "val" / "PNEUMONIA").iterdir())[:2]
     prepared = [predictor.prepare(path) for path in files]
     pixels = np.stack([item.pixels for item in prepared])
-    ort_logits, ort_distances = predictor._score(pixels)
-    torch_logits, torch_distances = torch_predictor._score(pixels)
+    ort, eager = predictor._score(pixels), torch_predictor._score(pixels)
+    (ort_logits, ort_subtype, ort_distances) = (ort.logits, ort.subtype, ort.distances)
+    (torch_logits, torch_subtype, torch_distances) = (eager.logits, eager.subtype, eager.distances)
     # Fused kernels round differently: logits agree to a few 1e-5, and a logit difference d moves
     # the probability by at most d / (4 * temperature), so 4e-4 keeps probabilities within 1e-4.
     np.testing.assert_allclose(ort_logits, torch_logits, atol=4e-4 * min(1.0, torch_predictor.temperature))
+    np.testing.assert_allclose(ort_subtype, torch_subtype, atol=4e-4 * min(1.0, torch_predictor.subtype_temperature))
     if torch_distances is not None:
         np.testing.assert_allclose(ort_distances, torch_distances, rtol=1e-4)
     for ort_result, torch_result in zip(predictor.predict_prepared(prepared), torch_predictor.predict_prepared(prepared)):

@@ -46,7 +46,12 @@ MAX_UPLOAD = "50mb"
 FILE_TYPES = [".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"]
 """What ``--examples`` offers. Uploads are not filtered by name: DICOM files often have no
 extension, and the loader judges a file by its content."""
-HEADERS = ["file", "label", "probability", "warnings"]
+HEADERS = ["file", "label", "probability", "pattern", "warnings"]
+"""The Batch tab's table. ``probability`` is empty for a file that is not a chest X-ray (its raw
+output is no result); the CSV keeps that raw number apart, in ``CSV_EXTRA``."""
+CSV_EXTRA = ["p_bacterial", "raw_probability"]
+SUBTYPE_NOTE = ("A pattern, not a diagnosis of the cause: telling bacterial from viral pneumonia on a film "
+                "is uncertain even for radiologists; the model card gives its validation figures.")
 NOT_XRAY_LABEL = "NOT A CHEST X-RAY"
 MAX_EXAMPLES = 12
 DEFAULT_OPACITY = 0.45
@@ -98,7 +103,10 @@ def result_card(prediction: Any) -> str:
         f'(threshold <span id="ps-threshold">{prediction.threshold:.3f}</span>)</div>{bar}'
     )
     if not prediction.is_chest_xray:
-        reasons = "".join(f"<li>{html.escape(reason)}</li>" for reason in prediction.warnings)
+        from pneumoscope.inference.predictor import NOT_A_DIAGNOSIS
+
+        # The card's heading already says it is no chest X-ray; the bullets give the reasons only.
+        reasons = "".join(f"<li>{html.escape(reason)}</li>" for reason in prediction.warnings if reason != NOT_A_DIAGNOSIS)
         return (
             '<div class="ps-card ps-warning" id="ps-warning"><b>This does not look like a chest X-ray.</b> '
             "The model was trained only on frontal chest radiographs, so its output here is not a "
@@ -107,8 +115,17 @@ def result_card(prediction: Any) -> str:
         )
     return (
         f'<div class="ps-card"><div class="ps-label" id="ps-label" style="color:{colour}">{prediction.label}</div>'
-        f'{figures}<div class="ps-note">{DISCLAIMER}</div></div>'
+        f'{figures}{_subtype_html(prediction)}<div class="ps-note">{DISCLAIMER}</div></div>'
     )
+
+
+def _subtype_html(prediction: Any) -> str:
+    """The bacterial-vs-viral line, for a PNEUMONIA film that passes as a chest X-ray (else nothing)."""
+    pattern = prediction.subtype_pattern
+    if pattern is None:
+        return ""
+    return (f'<div class="ps-subtype" id="ps-subtype">{html.escape(pattern[0].upper() + pattern[1:])}</div>'
+            f'<div class="ps-note">{html.escape(SUBTYPE_NOTE)}</div>')
 
 
 NO_HEATMAP_ONNX = "this model was loaded without its PyTorch network"
@@ -328,7 +345,8 @@ class App:
 
     # ------------------------------------------------------------------ the API
     def api_predict(self, image: Any) -> dict[str, Any]:
-        """One file -> its prediction (label, probability, threshold, is_chest_xray, warnings, ood_distance).
+        """One file -> its prediction (``Prediction.to_dict``: label, probability, threshold, is_chest_xray,
+        warnings, ood_distance, subtype, p_bacterial, subtype_pattern).
 
         An unreadable file raises an error whose message is one line, for the client to show.
         """
@@ -346,12 +364,14 @@ class App:
             self.discard(path, seen)
 
     def predict_batch(self, images: list[Any] | None) -> tuple[list[list[Any]], str | None]:
-        """Many files -> (table rows: file, label, probability, warnings; the rows as a CSV file).
+        """Many files -> (table rows: ``HEADERS``; the rows as a CSV file, with ``CSV_EXTRA`` too).
 
-        A file that is not a chest X-ray is labelled so, with the reasons in ``warnings`` and
-        the raw probability kept; an unreadable file is a row labelled ERROR with the message.
+        A file that is not a chest X-ray is labelled so, with the reasons in ``warnings``; the table
+        shows no probability for it (the single-image page hides it too), the CSV keeps the raw one
+        in ``raw_probability``. An unreadable file is a row labelled ERROR with the message.
         """
         rows: list[list[Any]] = []
+        extra: list[list[Any]] = []
         for upload in images or []:
             path = _path_of(upload)
             if not path:
@@ -360,10 +380,15 @@ class App:
             try:
                 prediction = self.predictor.predict(path)
             except Exception as exc:
-                rows.append([name, "ERROR", None, _message(exc)])
+                rows.append([name, "ERROR", None, "", _message(exc)])
+                extra.append([None, None])
             else:
-                label = prediction.label if prediction.is_chest_xray else NOT_XRAY_LABEL
-                rows.append([name, label, round(prediction.probability, 4), "; ".join(prediction.warnings)])
+                xray = prediction.is_chest_xray
+                label = prediction.label if xray else NOT_XRAY_LABEL
+                shown = round(prediction.probability, 4) if xray else None
+                rows.append([name, label, shown, prediction.subtype_pattern or "", "; ".join(prediction.warnings)])
+                p_bacterial = None if prediction.p_bacterial is None else round(prediction.p_bacterial, 4)
+                extra.append([p_bacterial, round(prediction.probability, 4)])
             finally:
                 self.discard(path, seen)
         if not rows:
@@ -372,8 +397,8 @@ class App:
         handle, csv_path = tempfile.mkstemp(prefix="pneumoscope-results-", suffix=".csv", dir=self.upload_dir)
         with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)
-            writer.writerow(HEADERS)
-            writer.writerows(rows)
+            writer.writerow(HEADERS + CSV_EXTRA)
+            writer.writerows(row + more for row, more in zip(rows, extra))
         return rows, csv_path
 
 
@@ -387,6 +412,7 @@ CSS = """
 .ps-fill{height:100%;border-radius:8px}
 .ps-mark{position:absolute;top:-4px;width:2px;height:24px;background:#000}
 .ps-note{font-size:.85em;opacity:.75}
+.ps-subtype{font-size:1.1em;font-weight:600;margin-top:8px}
 .ps-figure{margin:0}
 .ps-figure img{width:100%;max-width:760px;height:auto}
 .ps-figures img{display:inline-block;max-width:48%;margin:4px;vertical-align:top}
@@ -492,9 +518,9 @@ def build_app(predictor: Any, upload_dir: Path, examples: str | Path | None = No
             )
             run = gr.Button("Predict all", variant="primary", elem_id="ps-batch-run")
             table = gr.Dataframe(
-                headers=HEADERS, datatype=["str", "str", "number", "str"], interactive=False,
+                headers=HEADERS, datatype=["str", "str", "number", "str", "str"], interactive=False,
                 wrap=True, label="results", elem_id="ps-table", show_search="search",
-                column_widths=["24%", "16%", "10%", "50%"],
+                column_widths=["20%", "14%", "10%", "22%", "34%"],
             )
             gr.Markdown("Find a file or a label with the search box above the table; the CSV below holds "
                         "every row.", elem_classes="ps-note")

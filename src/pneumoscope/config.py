@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 """Label 0 is NORMAL and 1 is PNEUMONIA in every file, array and report of the project."""
+SUBTYPE_NAMES: tuple[str, str] = ("viral", "bacterial")
+"""The subtype head's target on PNEUMONIA films: 0 viral, 1 bacterial (Kermany's file names)."""
 
 
 class _Strict(BaseModel):
@@ -83,6 +85,11 @@ class ModelConfig(_Strict):
     """``efficientnet_lite0``: keep the stem and this many first MBConv blocks at their ImageNet
     weights. Generic edge filters need no retraining, and skipping their backward pass makes
     an epoch about 30 % faster on CPU (bench/training_speed.py)."""
+    subtype_head: bool = False
+    """A second output on the same features: the probability that a PNEUMONIA film shows a
+    bacterial rather than a viral pattern. Trained jointly, its loss masked to PNEUMONIA films of
+    known subtype; one backbone answers both questions at the cost of one linear layer
+    (docs/subtype/recipes.md measured it against a separate model)."""
 
 
 class TrainConfig(_Strict):
@@ -92,7 +99,11 @@ class TrainConfig(_Strict):
     batch_size: int = Field(32, ge=1, le=1024)
     lr: float = Field(1e-3, gt=0, lt=1)
     weight_decay: float = Field(1e-4, ge=0, lt=1)
-    balance: Literal["none", "class_weights", "sampler"] = "none"
+    balance: Literal["none", "class_weights", "sampler", "sampler_subtype"] = "none"
+    """``sampler``: NORMAL and PNEUMONIA drawn equally often. ``sampler_subtype``: NORMAL, viral and
+    bacterial drawn equally often, so the subtype head sees the minority viral films as often."""
+    subtype_weight: float = Field(1.0, ge=0, le=10)
+    """Weight of the subtype head's loss beside the pneumonia loss (``model.subtype_head`` only)."""
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
     """``auto``: bf16 autocast where the hardware computes bf16 natively (AVX-512 BF16 / AMX, or a
@@ -140,11 +151,16 @@ class Config(_Strict):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     threshold: ThresholdConfig = ThresholdConfig()
+    subtype_threshold: ThresholdConfig = ThresholdConfig(rule="youden")
+    """How the subtype head's operating point is chosen on validation PNEUMONIA films (bacterial is
+    the positive class); Youden's J weighs both subtypes' errors alike."""
 
     @model_validator(mode="after")
     def _pretrained_needs_known_weights(self) -> "Config":
         if self.model.freeze_blocks and self.model.arch != "efficientnet_lite0":
             raise ValueError("model.freeze_blocks applies to efficientnet_lite0 only")
+        if self.train.balance == "sampler_subtype" and not self.model.subtype_head:
+            raise ValueError("train.balance sampler_subtype needs model.subtype_head")
         if self.model.pretrained and self.model.arch != "efficientnet_lite0":
             raise ValueError(
                 "model.pretrained is only available for efficientnet_lite0 "

@@ -42,6 +42,15 @@ class Record:
         return CLASS_NAMES[self.label]
 
 
+SUBTYPE_TARGETS = {"virus": 0, "bacteria": 1}
+"""The subtype head's target per :attr:`Record.subtype` (``SUBTYPE_NAMES`` order); any other is -1."""
+
+
+def subtype_targets(records: list[Record]) -> np.ndarray:
+    """0 viral, 1 bacterial, -1 where there is no subtype (NORMAL films, unparsed names): masked out."""
+    return np.array([SUBTYPE_TARGETS.get(r.subtype, -1) if r.label == 1 else -1 for r in records], dtype=np.int64)
+
+
 def patient_of(file_name: str) -> tuple[str | None, str | None]:
     """(patient id, subtype) parsed from a Kermany file name, or (None, None) when unknown.
 

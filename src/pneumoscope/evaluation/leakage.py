@@ -97,7 +97,7 @@ def leaked_share(records: list[Record]) -> float:
 
 
 def _score(bundle: Any, records: list[Record], n_boot: int, progress: bool) -> dict[str, Any]:
-    probs = score_paths(bundle, [r.path for r in records], progress=progress)
+    probs = score_paths(bundle, [r.path for r in records], progress=progress).probs
     labels = np.array([r.label for r in records])
     return compute_metrics(labels, probs, bundle.threshold, [r.patient for r in records], n_boot=n_boot)
 

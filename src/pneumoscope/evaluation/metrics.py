@@ -24,7 +24,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from pneumoscope.config import CLASS_NAMES
+from pneumoscope.config import CLASS_NAMES, SUBTYPE_NAMES
 from pneumoscope.models.decision import predictions  # the one decision rule, re-exported here
 
 ECE_BINS = 10
@@ -114,7 +114,8 @@ def bootstrap_ci(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, list[float] | int]:
-    """95 % percentile intervals of AUC and accuracy, resampling patients with replacement.
+    """95 % percentile intervals of AUC, accuracy, sensitivity and specificity, resampling patients
+    with replacement.
 
     Resamples holding a single class have no AUC and are left out of the AUC interval only;
     ``n_boot_auc`` says how many were usable.
@@ -122,10 +123,12 @@ def bootstrap_ci(
     labels, probs = np.asarray(labels).astype(int), np.asarray(probs, dtype=np.float64)
     weights = patient_resamples(patients, len(labels), n_boot, seed)
     aucs = weighted_auc(labels, probs, weights)
-    accuracies = _rates(labels, predictions(probs, threshold), weights)["accuracy"]
+    rates = _rates(labels, predictions(probs, threshold), weights)
     return {
         "auc_ci95": _interval(aucs),
-        "accuracy_ci95": _interval(accuracies),
+        "accuracy_ci95": _interval(rates["accuracy"]),
+        "sensitivity_ci95": _interval(rates["sensitivity"]),
+        "specificity_ci95": _interval(rates["specificity"]),
         "n_boot": int(n_boot),
         "n_boot_auc": int(np.isfinite(aucs).sum()),
         "n_patients": int(len(set(patients)) if patients is not None else len(labels)),
@@ -228,3 +231,46 @@ def compute_metrics(
     metrics.update(boot)
     metrics["bootstrap"] = "patient-level" if patients is not None else "image-level"
     return metrics
+
+
+def subtype_metrics(
+    labels: np.ndarray, subtypes: np.ndarray, p_pneumonia: np.ndarray, threshold: float,
+    p_bacterial: np.ndarray, subtype_threshold: float, patients: Sequence[str] | None = None,
+    n_boot: int = 1000,
+) -> dict[str, Any] | None:
+    """The subtype head on the PNEUMONIA films of known subtype (bacterial the positive class:
+    ``sensitivity`` is for bacterial, ``specificity`` for viral), plus the three-way matrix.
+
+    None when those films do not hold both subtypes (nothing to measure)."""
+    subtypes = np.asarray(subtypes)
+    known = (np.asarray(labels) == 1) & (subtypes >= 0)
+    if len(np.unique(subtypes[known])) < 2:
+        return None
+    kept = None if patients is None else [p for p, k in zip(patients, known) if k]
+    metrics = compute_metrics(subtypes[known], np.asarray(p_bacterial)[known], subtype_threshold, kept, n_boot=n_boot)
+    metrics["n_viral"], metrics["n_bacterial"] = metrics.pop("n_normal"), metrics.pop("n_pneumonia")
+    metrics["per_class"] = dict(zip(SUBTYPE_NAMES, metrics["per_class"].values()))
+    metrics["positive_class"] = SUBTYPE_NAMES[1]
+    metrics["three_way"] = three_way_confusion(labels, subtypes, p_pneumonia, threshold, p_bacterial, subtype_threshold)
+    return metrics
+
+
+THREE_WAY = ("NORMAL", "bacterial", "viral")
+"""Rows (truth) and columns (answer) of the three-way confusion matrix, Kermany's three classes."""
+
+
+def three_way_confusion(
+    labels: np.ndarray, subtypes: np.ndarray, p_pneumonia: np.ndarray, threshold: float,
+    p_bacterial: np.ndarray, subtype_threshold: float,
+) -> dict[str, Any]:
+    """NORMAL / bacterial / viral: the pneumonia decision first, then the subtype decision on the
+    films called PNEUMONIA. PNEUMONIA films of unknown subtype are left out (no true row)."""
+    labels, subtypes = np.asarray(labels), np.asarray(subtypes)
+    truth = np.where(labels == 0, 0, np.where(subtypes == 1, 1, np.where(subtypes == 0, 2, -1)))
+    bacterial = predictions(p_bacterial, subtype_threshold)
+    answer = np.where(predictions(p_pneumonia, threshold) == 0, 0, np.where(bacterial == 1, 1, 2))
+    kept = truth >= 0
+    matrix = confusion_matrix(truth[kept], answer[kept], labels=[0, 1, 2])
+    return {"classes": list(THREE_WAY), "matrix": matrix.tolist(),
+            "accuracy": float(np.trace(matrix) / max(1, matrix.sum()))}
+

@@ -18,9 +18,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from pneumoscope.config import CLASS_NAMES, ConfigError
-from pneumoscope.data.collection import CollectionError, Record, read_manifest, records_for, require_both_classes
+from pneumoscope.data.collection import (
+    CollectionError, Record, read_manifest, records_for, require_both_classes, subtype_targets,
+)
 from pneumoscope.evaluation import figures
-from pneumoscope.evaluation.metrics import compute_metrics, paired_bootstrap_difference, predictions
+from pneumoscope.evaluation.metrics import compute_metrics, paired_bootstrap_difference, predictions, subtype_metrics
 from pneumoscope.evaluation.scoring import score_paths
 from pneumoscope.models.bundle import Bundle, load_bundle
 
@@ -61,6 +63,11 @@ class EvaluationSet:
     @property
     def patients(self) -> list[str]:
         return [r.patient for r in self.records]
+
+    @property
+    def subtypes(self) -> np.ndarray:
+        """0 viral, 1 bacterial, -1 unknown (NORMAL films, names that carry no subtype)."""
+        return subtype_targets(self.records)
 
     def describe(self) -> dict[str, Any]:
         return {"root": str(self.root), "split": self.split, "n_images": len(self.records),
@@ -162,8 +169,8 @@ def evaluate(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    probs = score_paths(bundle, data.paths, progress=progress)
-    labels = data.labels
+    scores = score_paths(bundle, data.paths, progress=progress)
+    probs, labels = scores.probs, data.labels
     metrics = compute_metrics(labels, probs, used_threshold, data.patients, n_boot=n_boot)
     result = {
         **metrics,
@@ -171,9 +178,13 @@ def evaluate(
         "model": _model_info(bundle, model),
         "data": data.describe(),
     }
+    columns = {"prob": probs}
+    if scores.p_bacterial is not None and bundle.subtype:
+        result["subtype"] = _subtype_result(bundle, data, probs, used_threshold, scores.p_bacterial, n_boot)
+        columns["p_bacterial"] = scores.p_bacterial
     _write_json(result, out / "metrics.json")
     _write_classification_report(labels, probs, used_threshold, out / "classification_report.txt")
-    _write_predictions(data, {"prob": probs}, out / "predictions.csv", threshold=used_threshold)
+    _write_predictions(data, columns, out / "predictions.csv", threshold=used_threshold)
 
     name = result["model"]["name"]
     figures.plot_confusion_matrix(metrics["confusion_matrix"], out / "confusion_matrix.png",
@@ -184,11 +195,28 @@ def evaluate(
     figures.plot_calibration(labels, probs, out / "calibration.png", ece=metrics["ece"])
     figures.plot_score_histograms(labels, probs, used_threshold, out / "score_histograms.png")
     figures.plot_error_gallery(data.paths, labels, probs, used_threshold, out / "confident_errors.png")
+    if (result.get("subtype") or {}).get("measured"):
+        known = (labels == 1) & (data.subtypes >= 0)
+        cut = result["subtype"]["threshold"]
+        figures.plot_roc([(f"{name}: bacterial vs viral", data.subtypes[known], scores.p_bacterial[known], cut)],
+                         out / "subtype_roc.png")
     (out / "report.md").write_text(_report_markdown(result, out), encoding="utf-8")
     if not quiet:
         print(summary_table(result))
         print(f"report: {out / 'report.md'}")
     return result
+
+
+def _subtype_result(
+    bundle: Bundle, data: EvaluationSet, probs: np.ndarray, threshold: float, p_bacterial: np.ndarray, n_boot: int
+) -> dict[str, Any]:
+    """The subtype head on the set's PNEUMONIA films of known subtype, or why it could not be measured."""
+    measured = subtype_metrics(data.labels, data.subtypes, probs, threshold, p_bacterial,
+                               bundle.subtype["threshold"], data.patients, n_boot=n_boot)
+    if measured is None:
+        return {"measured": False, "reason": "the PNEUMONIA films here do not carry both subtypes in their "
+                "file names (personN_bacteria_M / personN_virus_M)"}
+    return {"measured": True, **measured}
 
 
 def _write_classification_report(labels: np.ndarray, probs: np.ndarray, threshold: float, path: Path) -> None:
@@ -234,6 +262,15 @@ def summary_table(result: dict[str, Any]) -> str:
                        ("f1", "F1"), ("brier", "Brier"), ("ece", "ECE")):
         lines.append(f"  {label:<12} {result[key]:.4f}")
     lines.append(f"  {'confusion':<12} TN {tn}  FP {fp}  |  FN {fn}  TP {tp}")
+    sub = result.get("subtype")
+    if sub and sub.get("measured"):
+        (tv, fb), (fv, tb) = sub["confusion_matrix"]
+        lines.append(f"subtype on {sub['n']} PNEUMONIA films ({sub['n_bacterial']} bacterial, {sub['n_viral']} viral), "
+                     f"threshold {sub['threshold']:.4f}")
+        lines.append(f"  {'AUC':<12} {sub['auc']:.4f}  95% CI {_ci(sub['auc_ci95'])}")
+        lines.append(f"  {'accuracy':<12} {sub['accuracy']:.4f}  95% CI {_ci(sub['accuracy_ci95'])}")
+        lines.append(f"  {'bacterial':<12} sensitivity {sub['sensitivity']:.4f}, viral (specificity) {sub['specificity']:.4f}")
+        lines.append(f"  {'confusion':<12} viral: {tv} right, {fb} called bacterial  |  bacterial: {fv} called viral, {tb} right")
     return "\n".join(lines)
 
 
@@ -340,7 +377,47 @@ as normal: the first place to look for label noise, artefacts or a systematic bl
 
 ![most confident errors](confident_errors.png)
 
+{_subtype_markdown(result.get("subtype"))}
 Every image's probability is in `predictions.csv`; every number above is in `metrics.json`.
+"""
+
+
+def _subtype_markdown(sub: dict[str, Any] | None) -> str:
+    """The bacterial-vs-viral section of ``report.md`` (empty for a model without the head)."""
+    if not sub:
+        return ""
+    if not sub.get("measured"):
+        return f"## Bacterial vs viral pattern\n\nNot measured: {sub['reason']}.\n"
+    (tv, fb), (fv, tb) = sub["confusion_matrix"]
+    rows = [("AUC", sub["auc"], _ci(sub["auc_ci95"])), ("accuracy", sub["accuracy"], _ci(sub["accuracy_ci95"])),
+            ("sensitivity (bacterial recall)", sub["sensitivity"], _ci(sub.get("sensitivity_ci95", (None, None)))),
+            ("specificity (viral recall)", sub["specificity"], _ci(sub.get("specificity_ci95", (None, None)))),
+            ("precision (bacterial)", sub["precision"], ""), ("ECE", sub["ece"], "")]
+    table = "\n".join(f"| {name} | {value:.4f} | {ci} |" for name, value, ci in rows)
+    three = sub["three_way"]
+    grid = "\n".join(f"| {name} | " + " | ".join(str(v) for v in row) + " |"
+                      for name, row in zip(three["classes"], three["matrix"]))
+    return f"""## Bacterial vs viral pattern
+
+The subtype head on the {sub['n']} PNEUMONIA films of known subtype ({sub['n_bacterial']} bacterial,
+{sub['n_viral']} viral), at its own threshold {sub['threshold']:.4f} on p(bacterial). Kermany et al.
+(2018) report, on the official test split: AUC 0.940, accuracy 90.7 %, sensitivity 88.6 %,
+specificity 90.9 %. Telling the two apart on a film is uncertain even for radiologists.
+
+| metric | value | 95 % CI (patient bootstrap) |
+|---|---:|---|
+{table}
+
+Confusion (rows true): viral {tv} right, {fb} called bacterial; bacterial {fv} called viral, {tb} right.
+
+Three classes (rows true, columns answered; the pneumonia decision first, then the subtype on the
+films called PNEUMONIA), accuracy {three['accuracy']:.1%}:
+
+| true \\ answered | {' | '.join(three['classes'])} |
+|---|---:|---:|---:|
+{grid}
+
+![subtype ROC](subtype_roc.png)
 """
 
 
@@ -370,9 +447,13 @@ def compare(
     entries: list[dict[str, Any]] = []
     all_probs: dict[str, np.ndarray] = {}
     for name, bundle, source in zip(names, bundles, models):
-        probs = score_paths(bundle, data.paths, progress=progress)
+        scores = score_paths(bundle, data.paths, progress=progress)
+        probs = scores.probs
         metrics = compute_metrics(labels, probs, bundle.threshold, patients, n_boot=n_boot)
-        entries.append({"name": name, "model": _model_info(bundle, source), "metrics": metrics})
+        entry = {"name": name, "model": _model_info(bundle, source), "metrics": metrics}
+        if scores.p_bacterial is not None and bundle.subtype:
+            entry["subtype"] = _subtype_result(bundle, data, probs, bundle.threshold, scores.p_bacterial, n_boot)
+        entries.append(entry)
         all_probs[name] = probs
     reference = entries[0]
     for entry in entries[1:]:
@@ -380,7 +461,8 @@ def compare(
             labels, all_probs[reference["name"]], all_probs[entry["name"]],
             reference["metrics"]["threshold"], entry["metrics"]["threshold"], patients, n_boot=n_boot,
         )
-    result = {"data": data.describe(), "reference": reference["name"], "models": entries}
+    result = {"data": data.describe(), "reference": reference["name"], "models": entries,
+              "subtype_compared": all((e.get("subtype") or {}).get("measured") for e in entries)}
     _write_json(result, out / "comparison.json")
     _write_predictions(data, {f"prob_{n}": p for n, p in all_probs.items()}, out / "predictions.csv")
     figures.plot_confusion_matrices(
@@ -409,6 +491,12 @@ def _unique_names(names: list[str], paths: list[str]) -> list[str]:
     return out
 
 
+_SUBTYPE_ROWS = (
+    ("auc", "subtype AUC"), ("accuracy", "subtype accuracy"), ("sensitivity", "subtype bacterial recall"),
+    ("specificity", "subtype viral recall"), ("threshold", "subtype threshold"),
+)
+"""The bacterial-vs-viral rows of ``compare``, shown when every model has a subtype head."""
+
 _COMPARE_ROWS = (
     ("auc", "AUC"), ("accuracy", "accuracy"), ("sensitivity", "sensitivity"),
     ("specificity", "specificity (NORMAL recall)"), ("precision", "precision"), ("f1", "F1"),
@@ -428,6 +516,9 @@ def comparison_table(result: dict[str, Any]) -> str:
     lines.append(f"{'TN FP / FN TP':<28}" + "".join(
         f"{'{} {} / {} {}'.format(*e['metrics']['confusion_matrix'][0], *e['metrics']['confusion_matrix'][1]):>{width + 2}}"
         for e in entries))
+    if result.get("subtype_compared"):
+        for key, label in _SUBTYPE_ROWS:
+            lines.append(f"{label:<28}" + "".join(f"{e['subtype'][key]:>{width + 2}.4f}" for e in entries))
     return "\n".join(lines)
 
 
@@ -447,6 +538,11 @@ def _comparison_markdown(result: dict[str, Any]) -> str:
     rows.append("| TN FP / FN TP | " + " | ".join(
         "{} {} / {} {}".format(*e["metrics"]["confusion_matrix"][0], *e["metrics"]["confusion_matrix"][1])
         for e in entries) + " |")
+    if result.get("subtype_compared"):
+        for key, label in _SUBTYPE_ROWS:
+            cells = [f"{e['subtype'][key]:.4f}" + (f" {_ci(e['subtype'][key + '_ci95'])}" if key + "_ci95" in e["subtype"] else "")
+                     for e in entries]
+            rows.append(f"| {label} (PNEUMONIA films) | " + " | ".join(cells) + " |")
     story = []
     first = entries[0]
     for e in entries[1:]:

@@ -11,18 +11,24 @@ from typing import Sequence
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from pneumoscope.data.cache import decode_all
 from pneumoscope.models.bundle import Bundle
 
+if TYPE_CHECKING:
+    from pneumoscope.inference.predictor import PixelScores
 
-def score_paths(bundle: Bundle, paths: Sequence[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:
-    """Probabilities (N,) of PNEUMONIA for ``paths``: decoded by the one loader at the model's
-    size (in parallel, with a progress bar), then scored as :meth:`Predictor.predict` scores."""
-    from pneumoscope.inference.predictor import Predictor
+
+def score_paths(bundle: Bundle, paths: Sequence[str], batch_size: int = 64, progress: bool = True) -> "PixelScores":
+    """Probabilities of PNEUMONIA (``.probs``, N) for ``paths`` and, with a subtype head,
+    ``.p_bacterial``: decoded by the one loader at the model's size (in parallel, with a progress
+    bar), then scored as :meth:`Predictor.predict` scores."""
+    from pneumoscope.inference.predictor import PixelScores, Predictor
 
     paths = [str(p) for p in paths]
     if not paths:
-        return np.zeros(0, dtype=np.float64)
+        empty = np.zeros(0, dtype=np.float64)
+        return PixelScores(empty, None, empty if bundle.net.has_subtype else None)
     images = decode_all(paths, bundle.image_size, progress=progress)
-    probs, _ = Predictor.from_bundle(bundle).score_pixels(images, batch_size=batch_size)
-    return probs
+    return Predictor.from_bundle(bundle).score_pixels(images, batch_size=batch_size)

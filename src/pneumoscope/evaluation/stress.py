@@ -80,20 +80,28 @@ def run_stress(
     images = decode_all(paths, predictor.image_size, progress=progress)
     threshold = predictor.threshold
 
-    clean_probs, clean_ood = predictor.score_pixels(images)
+    subtypes = data.subtypes[keep]
+    subtype = _SubtypeView(subtypes, predictor.subtype_threshold) if predictor.has_subtype else None
+    clean_probs, clean_ood, clean_bacterial = predictor.score_pixels(images)
     clean_label = predictions(clean_probs, threshold)
     clean = {**_rates(labels, clean_probs, threshold), "ood_flagged": _share(clean_ood)}
+    if subtype:
+        clean.update(subtype.rates(clean_bacterial))
     scored: dict[tuple[str, float], np.ndarray] = {}
+    scored_bacterial: dict[tuple[str, float], np.ndarray] = {}
     conditions = []
     wanted = {(f, s) for f in chosen for s in FAMILIES[f].strengths} | set(STRESSED_SET)
     order = [(f.name, s) for f in FAMILIES.values() for s in f.strengths if (f.name, s) in wanted]
     for family, strength in _progress(order, progress):
-        probs, ood = predictor.score_pixels(perturb_images(images, family, strength, seed))
+        probs, ood, bacterial = predictor.score_pixels(perturb_images(images, family, strength, seed))
         scored[(family, strength)] = probs
+        if subtype:
+            scored_bacterial[(family, strength)] = bacterial
         if family not in chosen:
             continue
         flipped = predictions(probs, threshold) != clean_label
         conditions.append({
+            **(subtype.rates(bacterial, clean_bacterial) if subtype else {}),
             "family": family,
             "strength": strength,
             "level": FAMILIES[family].strengths.index(strength) + 1,
@@ -112,9 +120,13 @@ def run_stress(
     strong_probs = np.concatenate([scored[c] for c in strong if c in scored])
     strong_labels = np.tile(labels, len(strong_probs) // len(labels))
     stressed = _rates(pooled_labels, pooled_probs, threshold)
+    if subtype:
+        pooled = _SubtypeView(np.tile(subtypes, len(STRESSED_SET) + 1), predictor.subtype_threshold)
+        stressed.update(pooled.rates(np.concatenate([clean_bacterial] + [scored_bacterial[c] for c in STRESSED_SET])))
     report: dict[str, Any] = {
         "model": {"name": predictor.name, "path": str(predictor.model_path), "threshold": threshold,
-                  "temperature": predictor.temperature, "backend": predictor.backend},
+                  "temperature": predictor.temperature, "backend": predictor.backend,
+                  "subtype_threshold": predictor.subtype_threshold},
         "data": {**data.describe(), "n_used": int(len(labels)), "n_normal": int((labels == 0).sum()),
                  "n_pneumonia": int((labels == 1).sum()), "per_class": per_class},
         "seed": seed,
@@ -143,6 +155,25 @@ def run_stress(
         print(summary_lines(report))
         print(f"report: {out / 'stress.md'}")
     return report
+
+
+class _SubtypeView:
+    """The subtype head's figures on the PNEUMONIA films of known subtype, at its own threshold."""
+
+    def __init__(self, subtypes: np.ndarray, threshold: float | None) -> None:
+        self.known = subtypes >= 0
+        self.targets = subtypes[self.known]
+        self.threshold = float(threshold or 0.5)
+
+    def rates(self, p_bacterial: np.ndarray, clean: np.ndarray | None = None) -> dict[str, Any]:
+        if len(np.unique(self.targets)) < 2:
+            return {}
+        p = p_bacterial[self.known]
+        r = _rates(self.targets, p, self.threshold)
+        out = {"subtype_auc": r["auc"], "subtype_accuracy": r["accuracy"]}
+        if clean is not None:
+            out["subtype_flips"] = int((predictions(p, self.threshold) != predictions(clean[self.known], self.threshold)).sum())
+        return out
 
 
 def _share(flags: np.ndarray | None) -> float | None:
@@ -186,27 +217,34 @@ def summary_lines(report: dict[str, Any]) -> str:
         f"{report['model']['name']} (threshold {report['model']['threshold']:.3f}) on {report['data']['n_used']} images\n"
         f"  clean:    AUC {c['auc']:.4f}  sensitivity {_pct(c['sensitivity'])}  specificity {_pct(c['specificity'])}\n"
         f"  stressed: AUC {s['auc']:.4f}  sensitivity {_pct(s['sensitivity'])}  specificity {_pct(s['specificity'])}"
+        + (f"\n  subtype (bacterial vs viral) AUC: clean {c['subtype_auc']:.4f}, stressed {s['subtype_auc']:.4f}"
+           if "subtype_auc" in c else "")
     )
 
 
 def stress_table(report: dict[str, Any]) -> str:
     """The per-condition markdown table (for the report, the model card and the README)."""
     n0, n1 = report["data"]["n_normal"], report["data"]["n_pneumonia"]
-    lines = [
-        f"| perturbation | strength | AUC | sensitivity | specificity | NORMAL → PNEUMONIA (of {n0}) | PNEUMONIA → NORMAL (of {n1}) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
     c = report["clean"]
-    lines.append(f"| none (clean) | | {c['auc']:.4f} | {_pct(c['sensitivity'])} | {_pct(c['specificity'])} | | |")
+    sub = "subtype_auc" in c  # a model with a subtype head: its AUC and flipped subtypes, two more columns
+    lines = [
+        f"| perturbation | strength | AUC | sensitivity | specificity | NORMAL → PNEUMONIA (of {n0}) | PNEUMONIA → NORMAL (of {n1}) |"
+        + (" subtype AUC | subtype flips |" if sub else ""),
+        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if sub else ""),
+    ]
+    lines.append(f"| none (clean) | | {c['auc']:.4f} | {_pct(c['sensitivity'])} | {_pct(c['specificity'])} | | |"
+                 + (f" {c['subtype_auc']:.4f} | |" if sub else ""))
     for row in report["conditions"]:
         lines.append(
             f"| {row['family']} | {row['strength']:g} | {row['auc']:.4f} | {_pct(row['sensitivity'])} | "
             f"{_pct(row['specificity'])} | {row['normal_to_pneumonia']} | {row['pneumonia_to_normal']} |"
+            + (f" {row['subtype_auc']:.4f} | {row['subtype_flips']} |" if sub else "")
         )
     s = report["stressed"]
     lines.append(
         f"| **stressed pool** (clean + crops 0.9-0.7 + others moderate) | | **{s['auc']:.4f}** | "
         f"**{_pct(s['sensitivity'])}** | **{_pct(s['specificity'])}** | | |"
+        + (f" **{s['subtype_auc']:.4f}** | |" if sub else "")
     )
     return "\n".join(lines)
 

@@ -26,7 +26,9 @@ from pneumoscope.data.images import ImageLoadError
 from pneumoscope.inference.predictor import Prediction, PreparedImage, prepare_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".dic"}
-COLUMNS = ["path", "label", "probability", "threshold", "is_chest_xray", "error", "warnings"]
+COLUMNS = ["path", "label", "probability", "threshold", "is_chest_xray", "subtype", "p_bacterial", "error", "warnings"]
+"""``subtype`` / ``p_bacterial``: bacterial-vs-viral pattern, filled only for a PNEUMONIA film that
+passes as a chest X-ray, by a model with a subtype head (empty otherwise)."""
 DECODE_TIMEOUT_S = 120.0
 """A file not decoded within this becomes an error row: a worker killed mid-file (the kernel's
 OOM killer, a crashing codec) never answers, and waiting for it would hang the whole run."""
@@ -136,9 +138,10 @@ def _csv_cell(value: Any) -> Any:
 def _row(path: str, prediction: Prediction | None, error: str | None) -> dict[str, Any]:
     if prediction is None:
         return {"path": path, "label": None, "probability": None, "threshold": None,
-                "is_chest_xray": None, "error": error, "warnings": []}
+                "is_chest_xray": None, "subtype": None, "p_bacterial": None, "error": error, "warnings": []}
     return {"path": path, "label": prediction.label, "probability": prediction.probability,
             "threshold": prediction.threshold, "is_chest_xray": prediction.is_chest_xray,
+            "subtype": prediction.subtype, "p_bacterial": prediction.p_bacterial,
             "error": None, "warnings": list(prediction.warnings)}
 
 

@@ -4,6 +4,8 @@ The graph takes the project's pixel contract, ``pixels`` float32 ``(B, 1, S, S)`
 values 0..255 (normalisation is inside the network), and gives three outputs:
 
 - ``logit`` ``(B,)``: the pneumonia logit; probability = ``sigmoid(logit / temperature)``;
+- ``subtype_logit`` ``(B,)``: bacterial-vs-viral logit, only for a model with a subtype head;
+  p_bacterial = ``sigmoid(subtype_logit / subtype.temperature)``, meaningful on PNEUMONIA films only;
 - ``features`` ``(B, D)``: the penultimate features;
 - ``ood_distance`` ``(B,)``: their Mahalanobis distance to the training features (only when the
   bundle has out-of-distribution statistics);
@@ -39,11 +41,11 @@ from pneumoscope.config import CLASS_NAMES
 from pneumoscope.models.bundle import Bundle, ModelLoadError, load_bundle
 from pneumoscope.errors import ExportError
 
-EXPORT_VERSION = 2
+EXPORT_VERSION = 3
 """Bumped whenever the graph's inputs, outputs or metadata change: old cached exports are then ignored."""
 OPSET = 18
 INPUT = "pixels"
-OUTPUTS = ("logit", "features", "ood_distance", "cam_activation")
+OUTPUTS = ("logit", "subtype_logit", "features", "ood_distance", "cam_activation")
 META_PREFIX = "pneumoscope."
 PREPROCESSING = (
     "Decode with pneumoscope.data.images.decode_image(source, reduce_to=image_size): one grey uint8 "
@@ -61,6 +63,7 @@ class _ExportedGraph(nn.Module):
         super().__init__()
         self.net = bundle.net
         self.has_ood = bool(bundle.ood)
+        self.has_subtype = bool(bundle.net.has_subtype)
         if self.has_ood:
             self.register_buffer("ood_mean", bundle.ood["mean"].float().clone())
             self.register_buffer("ood_precision", bundle.ood["precision"].float().clone())
@@ -68,16 +71,21 @@ class _ExportedGraph(nn.Module):
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         activation = self.net.cam_activation(pixels)
         features = self.net.features_from_cam(activation)
-        logit = self.net.classify(features)
-        if not self.has_ood:
-            return logit, features, activation
-        centred = features - self.ood_mean
-        squared = ((centred @ self.ood_precision) * centred).sum(dim=1)
-        return logit, features, torch.sqrt(torch.clamp(squared, min=0.0)), activation
+        outputs = [self.net.classify(features)]
+        if self.has_subtype:
+            outputs.append(self.net.subtype(features))
+        outputs.append(features)
+        if self.has_ood:
+            centred = features - self.ood_mean
+            squared = ((centred @ self.ood_precision) * centred).sum(dim=1)
+            outputs.append(torch.sqrt(torch.clamp(squared, min=0.0)))
+        return (*outputs, activation)
 
 
-def output_names(has_ood: bool) -> list[str]:
-    return [name for name in OUTPUTS if has_ood or name != "ood_distance"]
+def output_names(has_ood: bool, has_subtype: bool = False) -> list[str]:
+    skipped = {"ood_distance"} if not has_ood else set()
+    skipped |= {"subtype_logit"} if not has_subtype else set()
+    return [name for name in OUTPUTS if name not in skipped]
 
 
 def contract(bundle: Bundle) -> dict[str, Any]:
@@ -95,11 +103,24 @@ def contract(bundle: Bundle) -> dict[str, Any]:
         "label_rule": f"{CLASS_NAMES[1]} if probability >= threshold else {CLASS_NAMES[0]}",
         "input": {"name": INPUT, "dtype": "float32", "shape": ["batch", 1, bundle.image_size, bundle.image_size],
                   "range": [0, 255]},
-        "outputs": output_names(bool(bundle.ood)),
+        "outputs": output_names(bool(bundle.ood), bundle.net.has_subtype),
         "preprocessing": PREPROCESSING,
         "ood_distance_threshold": ood.get("distance_threshold") if bundle.ood else None,
         "weights_sha256": bundle.meta.get("files", {}).get("model.safetensors"),
         "validation": bundle.meta.get("validation"),
+        "subtype": _subtype_contract(bundle.subtype),
+    }
+
+
+def _subtype_contract(subtype: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not subtype:
+        return None
+    return {
+        "threshold": subtype["threshold"], "temperature": subtype["temperature"],
+        "classes": subtype["classes"], "positive_class": subtype["positive_class"],
+        "probability": "sigmoid(subtype_logit / temperature), for films labelled PNEUMONIA",
+        "label_rule": f"{subtype['classes'][1]} if probability >= threshold else {subtype['classes'][0]}",
+        "validation": {k: v for k, v in subtype.get("validation", {}).items() if k != "three_way"},
     }
 
 
@@ -128,7 +149,7 @@ def export_bundle(bundle: Bundle, out: Path) -> Path:
     graph = _ExportedGraph(bundle).eval()
     size = bundle.image_size
     example = torch.full((2, 1, size, size), 128.0)
-    outputs = output_names(graph.has_ood)
+    outputs = output_names(graph.has_ood, graph.has_subtype)
     partial = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         _torch_export(graph, example, partial, outputs)
@@ -137,7 +158,7 @@ def export_bundle(bundle: Bundle, out: Path) -> Path:
             entry = model.metadata_props.add()
             entry.key, entry.value = META_PREFIX + key, json.dumps(value)
         model.producer_name = "pneumoscope"
-        model.doc_string = "Pneumonia logit, penultimate features and OOD distance from grey chest X-ray pixels."
+        model.doc_string = "Pneumonia logit (and bacterial-vs-viral logit), penultimate features and OOD distance from grey chest X-ray pixels."
         onnx.checker.check_model(model)
         onnx.save(model, str(partial))
         partial.replace(out)
@@ -191,7 +212,8 @@ def cache_path(bundle: Bundle) -> Path:
     files = bundle.meta.get("files", {})
     key = hashlib.sha256(
         json.dumps([EXPORT_VERSION, torch.__version__, files.get("model.safetensors"), files.get("ood.safetensors"),
-                    bundle.threshold, bundle.temperature, (bundle.meta.get("ood") or {}).get("distance_threshold")])
+                    bundle.threshold, bundle.temperature, (bundle.meta.get("ood") or {}).get("distance_threshold"),
+                    _subtype_contract(bundle.subtype)])
         .encode()
     ).hexdigest()[:24]
     return default_cache_dir() / "onnx" / f"{bundle.config.name}-{key}.onnx"

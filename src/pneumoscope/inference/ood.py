@@ -48,10 +48,13 @@ def polarity(grey: np.ndarray) -> float:
     return float((spine - lungs) / (values.std() + 1.0))
 
 
+INVERTED = ("the image looks inverted (lung fields brighter than the spine): a negative or a MONOCHROME1 "
+            "film read the wrong way")
+
+
 def image_reasons(decoded: DecodedImage) -> list[str]:
+    """What the file alone says against a chest radiograph: colour, an absurd shape."""
     reasons = []
-    if polarity(decoded.grey) < MIN_POLARITY:
-        reasons.append("the image looks inverted (lung fields brighter than the spine): a negative or a MONOCHROME1 film read the wrong way")
     if decoded.colourfulness > MAX_COLOURFULNESS:
         reasons.append(f"the image is in colour (colourfulness {decoded.colourfulness:.0f}); radiographs are grey")
     width, height = decoded.original_size
@@ -95,10 +98,15 @@ def mahalanobis(features: np.ndarray, stats: dict[str, torch.Tensor]) -> np.ndar
 
 
 def verdict(decoded: DecodedImage, distance: float | None, threshold: float | None) -> OODVerdict:
+    """The file checks, the feature distance, then polarity. Polarity is anatomy (spine brighter
+    than lungs): it is asked only of an image that otherwise passes as a grey radiograph, since
+    on a photograph or noise "inverted" would be a false statement about the image."""
     reasons = image_reasons(decoded)
     if distance is not None and threshold is not None and distance > threshold:
         reasons.append(
             f"the network's features are far from any chest X-ray it was trained on "
             f"(distance {distance:.0f} > {threshold:.0f})"
         )
+    if not reasons and polarity(decoded.grey) < MIN_POLARITY:
+        reasons.append(INVERTED)
     return OODVerdict(not reasons, tuple(reasons), distance)

@@ -27,7 +27,7 @@ import threading
 import warnings as _warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
@@ -35,7 +35,7 @@ from PIL import Image
 from pneumoscope.data.images import DecodedImage, ImageSource, decode_image, resize_square
 from pneumoscope.inference.ood import mahalanobis, verdict
 from pneumoscope.models.bundle import ModelLoadError, load_bundle
-from pneumoscope.models.decision import label_of, sigmoid
+from pneumoscope.models.decision import label_of, sigmoid, subtype_of
 from pneumoscope.errors import HeatmapUnavailableError
 
 DISPLAY_MAX = 1024
@@ -69,6 +69,19 @@ class Prediction:
     """The heatmap blended over the image in colour (RGB)."""
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
     """The grey image as read (uint8 (H, W), at most ``DISPLAY_MAX`` pixels a side), for display."""
+    subtype: str | None = None
+    """``"bacterial"`` or ``"viral"``: which pattern the film is more typical of. Only for a film
+    labelled PNEUMONIA that passes as a chest X-ray, by a model with a subtype head; else None."""
+    p_bacterial: float | None = None
+    """Calibrated probability of a bacterial rather than viral pattern (None whenever ``subtype`` is)."""
+
+    @property
+    def subtype_pattern(self) -> str | None:
+        """The subtype in words, as a pattern and not a diagnosis, with the probability of that pattern."""
+        if self.subtype is None or self.p_bacterial is None:
+            return None
+        p = self.p_bacterial if self.subtype == "bacterial" else 1.0 - self.p_bacterial
+        return f"pattern more typical of {self.subtype} pneumonia (p = {p:.2f})"
 
     def to_dict(self) -> dict[str, Any]:
         """The result without arrays, for JSON and CSV."""
@@ -79,6 +92,9 @@ class Prediction:
             "is_chest_xray": self.is_chest_xray,
             "warnings": list(self.warnings),
             "ood_distance": self.ood_distance,
+            "subtype": self.subtype,
+            "p_bacterial": self.p_bacterial,
+            "subtype_pattern": self.subtype_pattern,
         }
 
 
@@ -141,6 +157,7 @@ class Predictor:
         session: Any = None,
         model_path: Path | None = None,
         info: dict[str, Any] | None = None,
+        subtype: dict[str, Any] | None = None,
     ) -> None:
         self.image_size = int(image_size)
         self.threshold = float(threshold)
@@ -150,6 +167,9 @@ class Predictor:
         self.model_path = model_path
         """The model folder or .onnx file; the web app reads its model card from here."""
         self.info = info or {}
+        self.subtype_threshold = float(subtype["threshold"]) if subtype else None
+        """The subtype head's operating point on ``p_bacterial`` (None: the model has no subtype head)."""
+        self.subtype_temperature = float(subtype["temperature"]) if subtype else 1.0
         self._net = net
         # float64 once, here: ood.mahalanobis converts with .double(), a free no-op on float64 tensors
         # but ~6 ms per call on the 1280 x 1280 float32 precision matrix.
@@ -160,7 +180,7 @@ class Predictor:
         """Whether the ONNX graph returns the Grad-CAM layer's activation (heatmaps without a PyTorch pass)."""
         if session is not None:
             names = [o.name for o in session.get_outputs()]
-            self._session_outputs = ["logit"] + (["ood_distance"] if "ood_distance" in names else [])
+            self._session_outputs = ["logit"] + [n for n in ("subtype_logit", "ood_distance") if n in names]
             self._session_cam = "cam_activation" in names and net is not None
         self._cam: Any = None
         self._torch_lock = threading.Lock()
@@ -204,6 +224,7 @@ class Predictor:
             ood_threshold=ood.get("distance_threshold") if bundle.ood else None,
             net=bundle.net, ood_stats=bundle.ood or None, session=session, model_path=bundle.path,
             info={"validation": bundle.meta.get("validation"), "arch": bundle.config.model.arch},
+            subtype=bundle.subtype,
         )
 
     @staticmethod
@@ -247,7 +268,7 @@ class Predictor:
             image_size=contract["image_size"], threshold=contract["threshold"],
             temperature=contract["temperature"], name=str(contract.get("name", path.stem)),
             ood_threshold=contract.get("ood_distance_threshold"), session=session, model_path=path,
-            info={"validation": contract.get("validation")},
+            info={"validation": contract.get("validation")}, subtype=contract.get("subtype"),
         )
 
     # ------------------------------------------------------------------ properties
@@ -255,6 +276,11 @@ class Predictor:
     def backend(self) -> str:
         """What scores an image without a heatmap: ``"onnxruntime"`` or ``"torch"``."""
         return "onnxruntime" if self._session is not None else "torch"
+
+    @property
+    def has_subtype(self) -> bool:
+        """Whether this model also answers bacterial vs viral pattern."""
+        return self.subtype_threshold is not None
 
     @property
     def can_explain(self) -> bool:
@@ -304,72 +330,88 @@ class Predictor:
                 if item.pixels.shape != (self.image_size, self.image_size):
                     raise ValueError(f"prepared image is {item.pixels.shape}, the model takes {self.image_size} px")
             pixels = np.stack([item.pixels for item in chunk])
-            if heatmap:
-                logits, distances, maps = self._explain(pixels)
-            else:
-                (logits, distances), maps = self._score(pixels), None
+            scores, maps = self._explain(pixels) if heatmap else (self._score(pixels), None)
             for index, item in enumerate(chunk):
-                distance = None if distances is None else float(distances[index])
-                results.append(self._result(item, float(logits[index]), distance, None if maps is None else maps[index]))
+                results.append(self._result(item, scores.row(index), None if maps is None else maps[index]))
         return results
 
-    def score_pixels(self, pixels: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
-        """Calibrated probabilities (N,) and feature-space OOD flags (N,) or None, for network-sized
-        uint8 (N, S, S): what :meth:`predict` computes, for many images already at this model's size
-        (evaluation, the stress report). The flag covers the feature distance only, not the file checks."""
+    def score_pixels(self, pixels: np.ndarray, batch_size: int = 32) -> "PixelScores":
+        """What :meth:`predict` computes, for many network-sized uint8 (N, S, S) images at once
+        (evaluation, the stress report): calibrated probabilities, feature-space OOD flags (the
+        feature distance only, not the file checks) and, with a subtype head, p_bacterial of every
+        image (to be read on PNEUMONIA films only)."""
         pixels = np.asarray(pixels)
         if pixels.ndim != 3 or pixels.shape[1:] != (self.image_size, self.image_size):
             raise ValueError(f"pixels are {pixels.shape}, the model takes (N, {self.image_size}, {self.image_size})")
-        logits, distances = [], []
-        for start in range(0, len(pixels), batch_size):
-            chunk_logits, chunk_distances = self._score(np.ascontiguousarray(pixels[start : start + batch_size]))
-            logits.append(np.asarray(chunk_logits, dtype=np.float64))
-            if chunk_distances is not None:
-                distances.append(np.asarray(chunk_distances, dtype=np.float64))
-        probs = sigmoid(np.concatenate(logits) / self.temperature) if logits else np.zeros(0)
-        if not distances or self.ood_threshold is None:
-            return probs, None
-        return probs, np.concatenate(distances) > self.ood_threshold
+        parts = [self._score(np.ascontiguousarray(pixels[start : start + batch_size]))
+                 for start in range(0, len(pixels), batch_size)]
 
-    def _score(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Logits (B,) and OOD distances (B,) or None, from uint8 (B, S, S)."""
+        def joined(values: list[np.ndarray | None]) -> np.ndarray | None:
+            return np.concatenate(values).astype(np.float64) if values and values[0] is not None else None
+
+        logits = joined([p.logits for p in parts])
+        probs = sigmoid(logits / self.temperature) if logits is not None else np.zeros(0)
+        distances = joined([p.distances for p in parts])
+        ood = None if distances is None or self.ood_threshold is None else distances > self.ood_threshold
+        subtype = joined([p.subtype for p in parts])
+        p_bacterial = None if subtype is None else sigmoid(subtype / self.subtype_temperature)
+        return PixelScores(probs, ood, p_bacterial)
+
+    def _score(self, pixels: np.ndarray) -> "_Scores":
+        """Pneumonia logits, subtype logits and OOD distances of uint8 (B, S, S)."""
         if self._session is not None:
-            outputs = self._run_session(self._session_outputs, pixels)
-            return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+            return self._session_scores(self._run_session(self._session_outputs, pixels))
         from pneumoscope.models.forward import forward_images
 
         with self._torch_lock:
-            logits, features = forward_images(self._net, pixels, batch_size=len(pixels), features=self._ood_stats is not None)
-        return logits, self._distances(features)
+            need = self._ood_stats is not None or self.has_subtype
+            logits, features = forward_images(self._net, pixels, batch_size=len(pixels), features=need)
+        return self._torch_scores(logits, features)
+
+    def _session_scores(self, outputs: list[np.ndarray]) -> "_Scores":
+        named = dict(zip(self._session_outputs, outputs))
+        return _Scores(named["logit"], named.get("subtype_logit") if self.has_subtype else None, named.get("ood_distance"))
+
+    def _torch_scores(self, logits: np.ndarray, features: np.ndarray | None) -> "_Scores":
+        subtype = None
+        if self.has_subtype and features is not None:
+            from pneumoscope.models.forward import subtype_logits
+
+            subtype = subtype_logits(self._net, features)
+        return _Scores(logits, subtype, self._distances(features))
 
     def _run_session(self, outputs: list[str], pixels: np.ndarray) -> list[np.ndarray]:
         """The ONNX graph's ``outputs`` for uint8 (B, S, S), fed as its float (B, 1, S, S) input."""
         return self._session.run(outputs, {"pixels": pixels[:, None].astype(np.float32)})
 
-    def _explain(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    def _explain(self, pixels: np.ndarray) -> tuple["_Scores", np.ndarray]:
         if self._session_cam:
             from pneumoscope.inference.explain import grad_cam_from_activation
 
             outputs = self._run_session([*self._session_outputs, "cam_activation"], pixels)
-            distances = outputs[1] if len(outputs) > 2 else None
-            return outputs[0], distances, grad_cam_from_activation(self._net, outputs[-1])
+            return self._session_scores(outputs[:-1]), grad_cam_from_activation(self._net, outputs[-1])
         with self._torch_lock:
             if self._cam is None:
                 from pneumoscope.inference.explain import GradCam
 
                 self._cam = GradCam(self._net)
             result = self._cam(pixels)
-        return result.logits, self._distances(result.features), result.maps
+        return self._torch_scores(result.logits, result.features), result.maps
 
     def _distances(self, features: np.ndarray | None) -> np.ndarray | None:
         if features is None or self._ood_stats is None:
             return None
         return mahalanobis(features, self._ood_stats)
 
-    def _result(self, item: PreparedImage, logit: float, distance: float | None, cam: np.ndarray | None) -> Prediction:
+    def _result(self, item: PreparedImage, scores: tuple[float, float | None, float | None], cam: np.ndarray | None) -> Prediction:
+        logit, subtype_logit, distance = scores
         probability = float(sigmoid(np.float64(logit) / self.temperature))
         label = label_of(probability, self.threshold)
         judged = verdict(item.facts(), distance, self.ood_threshold)
+        subtype, p_bacterial = None, None
+        if subtype_logit is not None and label == "PNEUMONIA" and judged.is_chest_xray:
+            p_bacterial = float(sigmoid(np.float64(subtype_logit) / self.subtype_temperature))
+            subtype = subtype_of(p_bacterial, self.subtype_threshold)
         notes = judged.reasons + ((NOT_A_DIAGNOSIS,) if not judged.is_chest_xray else ())
         heat, overlay = None, None
         if cam is not None:
@@ -381,6 +423,7 @@ class Predictor:
         return Prediction(
             label=label, probability=probability, threshold=self.threshold, is_chest_xray=judged.is_chest_xray,
             warnings=notes, ood_distance=distance, heatmap=heat, overlay=overlay, image=item.display,
+            subtype=subtype, p_bacterial=p_bacterial,
         )
 
     def __repr__(self) -> str:
@@ -388,6 +431,31 @@ class Predictor:
             f"Predictor(name={self.name!r}, backend={self.backend!r}, image_size={self.image_size}, "
             f"threshold={self.threshold:.4f}, temperature={self.temperature:.3f})"
         )
+
+
+class PixelScores(NamedTuple):
+    """:meth:`Predictor.score_pixels`' answer for N images."""
+
+    probs: np.ndarray
+    """Calibrated pneumonia probabilities (N,)."""
+    ood: np.ndarray | None
+    """Whether each image's features are too far from the training images' (None without statistics)."""
+    p_bacterial: np.ndarray | None
+    """Calibrated bacterial-vs-viral probabilities (N,), None without a subtype head."""
+
+
+@dataclass(frozen=True)
+class _Scores:
+    """What one pass over a batch gives: pneumonia logits (B,), subtype logits (B,) or None (no
+    head), OOD distances (B,) or None (no statistics)."""
+
+    logits: np.ndarray
+    subtype: np.ndarray | None
+    distances: np.ndarray | None
+
+    def row(self, index: int) -> tuple[float, float | None, float | None]:
+        pick = lambda values: None if values is None else float(values[index])  # noqa: E731
+        return float(self.logits[index]), pick(self.subtype), pick(self.distances)
 
 
 _DEFAULT: dict[str, Predictor] = {}

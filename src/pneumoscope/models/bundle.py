@@ -52,6 +52,11 @@ class Bundle:
         return float(self.meta.get("temperature", 1.0))
 
     @property
+    def subtype(self) -> dict[str, Any] | None:
+        """The subtype head's record (threshold, temperature, figures), or None without the head."""
+        return self.meta.get("subtype") if self.net.has_subtype else None
+
+    @property
     def image_size(self) -> int:
         return self.config.data.image_size
 
@@ -66,12 +71,16 @@ def sha256_file(path: Path) -> str:
 
 def decision_values(meta: dict[str, Any]) -> dict[str, Any]:
     """The values of ``model.json`` that change what the model answers."""
-    return {
+    values = {
         "threshold": float(meta["threshold"]),
         "temperature": float(meta.get("temperature", 1.0)),
         "image_size": int(meta["image_size"]) if "image_size" in meta else None,
         "ood_distance_threshold": (meta.get("ood") or {}).get("distance_threshold"),
     }
+    if meta.get("subtype"):
+        values["subtype_threshold"] = float(meta["subtype"]["threshold"])
+        values["subtype_temperature"] = float(meta["subtype"]["temperature"])
+    return values
 
 
 def _sealed(values: dict[str, Any]) -> str:

@@ -55,6 +55,56 @@ temperature were fitted on this pool; the per-perturbation table is in the robus
 """
 
 
+KERMANY_SUBTYPE = {"auc": 0.940, "accuracy": 0.907, "sensitivity": 0.886, "specificity": 0.909}
+"""Kermany et al. 2018 (Cell 172:1122), bacterial vs viral on their test split: the reference."""
+
+
+def _subtype(meta: dict[str, Any]) -> str:
+    """The bacterial-vs-viral section, for a model with a subtype head."""
+    sub = meta.get("subtype")
+    if not sub:
+        return ""
+    v = sub["validation"]
+    k = KERMANY_SUBTYPE
+    (tv, fb), (fv, tb) = v["confusion_matrix"]
+    stressed = sub.get("validation_stressed")
+    stressed_row = "" if not stressed else (
+        f"| this model, stressed validation pool ({stressed['n']:,} films) | {stressed['auc']:.3f} | "
+        f"{_pct(stressed['accuracy'])} | {_pct(stressed['sensitivity'])} | {_pct(stressed['specificity'])} |\n")
+    three = v.get("three_way")
+    grid = "" if not three else "\n".join(
+        f"| {name} | " + " | ".join(str(x) for x in row) + " |" for name, row in zip(three["classes"], three["matrix"]))
+    three_text = "" if not three else f"""
+Three classes on validation (rows true, columns answered; pneumonia decision first, then the
+subtype), accuracy {_pct(three['accuracy'])}:
+
+| true \\ answered | {' | '.join(three['classes'])} |
+|---|---:|---:|---:|
+{grid}
+"""
+    return f"""
+## Bacterial or viral pattern (second head)
+For a film labelled PNEUMONIA that passes as a chest X-ray, a second output on the same features
+gives p(bacterial): the probability that the film shows a pattern more typical of bacterial than
+of viral pneumonia. It is trained jointly, its loss masked to PNEUMONIA films (labels from the
+file names, which come from clinical records), and it is calibrated by its own temperature
+(T = {sub['temperature']:.3f}). Operating point: **{sub['threshold']:.4f}** on p(bacterial); rule:
+{sub['threshold_rule']}.
+
+| | AUC | accuracy | sensitivity (bacterial) | specificity (viral) |
+|---|---:|---:|---:|---:|
+| this model, patient-level validation ({v['n']} films: {v['n_bacterial']} bacterial, {v['n_viral']} viral) | {v['auc']:.3f} [{v['auc_ci95'][0]:.3f}, {v['auc_ci95'][1]:.3f}] | {_pct(v['accuracy'])} | {_pct(v['sensitivity'])} | {_pct(v['specificity'])} |
+{stressed_row}| Kermany et al. 2018, official test split (reference) | {k['auc']:.3f} | {_pct(k['accuracy'])} | {_pct(k['sensitivity'])} | {_pct(k['specificity'])} |
+
+Confusion on validation: viral {tv} right, {fb} called bacterial; bacterial {fv} called viral, {tb} right.
+{three_text}
+Limits: one hospital; subtype labels from clinical records, not confirmed for every child; telling
+bacterial from viral pneumonia on a film is uncertain even for radiologists, and the two overlap.
+The output is a pattern, never a diagnosis of the cause, and never a reason to give or withhold
+antibiotics. It is shown only when the label is PNEUMONIA and the image passes as a chest X-ray.
+"""
+
+
 def render_card(meta: dict[str, Any], config_yaml: str) -> str:
     val = meta["validation"]
     training = meta["training"]
@@ -69,7 +119,7 @@ def render_card(meta: dict[str, Any], config_yaml: str) -> str:
 
 ## What it does
 Reads one frontal paediatric chest radiograph and gives the probability that it shows
-pneumonia (bacterial or viral), a label at a threshold chosen on validation data, a Grad-CAM
+pneumonia (bacterial or viral{', and for pneumonia which pattern it resembles more' if meta.get('subtype') else ''}), a label at a threshold chosen on validation data, a Grad-CAM
 heatmap, and a flag when the image does not look like a chest X-ray at all.
 
 ## How it was trained
@@ -92,7 +142,7 @@ heatmap, and a flag when the image does not look like a chest X-ray at all.
 
 Confusion matrix at the threshold (rows: true NORMAL, PNEUMONIA; columns: predicted):
 `[[{tn}, {fp}], [{fn}, {tp}]]`.
-{_stressed(meta)}
+{_stressed(meta)}{_subtype(meta)}
 ## Decision threshold and calibration
 - Threshold **{meta['threshold']:.4f}** on the calibrated probability; rule: {meta['threshold_rule']}.
 - Calibration: temperature scaling fitted on {'the stressed validation pool' if 'validation_stressed' in meta else 'validation'}, T = {meta.get('temperature', 1.0):.3f}.
@@ -116,8 +166,8 @@ validation X-rays (threshold {ood.get('distance_threshold', float('nan')):.1f});
   `pneumoscope stress` measures that shift without the test set: see the robustness section,
   where each perturbation's flips are counted against the unperturbed answer. A different
   hospital's films can still differ in ways no perturbation here imitates.
-- Bacterial and viral pneumonia are one class; the heatmap shows what drove the score, not
-  where the disease is.
+- {'Bacterial and viral pneumonia are one class for the pneumonia label; the subtype output is a pattern (above)' if meta.get('subtype') else 'Bacterial and viral pneumonia are one class'}; the heatmap
+  shows what drove the pneumonia score, not where the disease is.
 
 ## Files
 | file | SHA-256 |

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pneumoscope.config import CLASS_NAMES, ThresholdConfig
+from pneumoscope.config import CLASS_NAMES, SUBTYPE_NAMES, ThresholdConfig
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -43,6 +43,11 @@ def predictions(probs: np.ndarray, threshold: float) -> np.ndarray:
 def label_of(probability: float, threshold: float) -> str:
     """The class name :func:`predictions` gives one probability."""
     return CLASS_NAMES[int(predictions(np.float64(probability), threshold))]
+
+
+def subtype_of(p_bacterial: float, threshold: float) -> str:
+    """``bacterial`` where the subtype probability reaches its own threshold, ``viral`` below it."""
+    return SUBTYPE_NAMES[int(predictions(np.float64(p_bacterial), threshold))]
 
 
 def _odds(p: float) -> float:

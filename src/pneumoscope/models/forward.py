@@ -33,3 +33,10 @@ def forward_images(
         else:
             logits.append(net(batch).float().numpy())
     return np.concatenate(logits) if logits else np.zeros(0), (np.concatenate(feats) if features else None)
+
+
+@torch.inference_mode()
+def subtype_logits(net: PneumoNet, features: np.ndarray) -> np.ndarray:
+    """The subtype head's logits (N,) from penultimate features (N, D): one small matrix product."""
+    net.eval()
+    return net.subtype(torch.from_numpy(np.asarray(features, dtype=np.float32))).float().numpy()

@@ -27,6 +27,7 @@ class PneumoniaModule(L.LightningModule):
         # Weight each class by N / (2 * count): both classes then carry equal total weight.
         self.register_buffer("class_weights", counts.sum() / (2 * counts), persistent=False)
         self.train_auc, self.val_auc, self.val_stress_auc = BinaryAUROC(), BinaryAUROC(), BinaryAUROC()
+        self.val_subtype_auc = BinaryAUROC()
         self.train_acc, self.val_acc = BinaryAccuracy(), BinaryAccuracy()
         self.best_auc = -1.0
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -47,12 +48,26 @@ class PneumoniaModule(L.LightningModule):
             return (losses * weights).sum() / weights.sum()
         return losses.mean()
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        images, labels = batch
+    def _subtype_loss(self, features: torch.Tensor, subtypes: torch.Tensor) -> torch.Tensor:
+        """Bacterial-vs-viral BCE on the films that have a subtype; NORMAL films are masked out, so
+        the head never learns anything from them and its output means nothing on them."""
+        known = subtypes >= 0
+        if not known.any():
+            return features.sum() * 0.0  # keeps the head in the graph (DDP needs every parameter used)
+        smoothing = self.config.train.label_smoothing
+        logits = self.net.subtype(features[known]).float()
+        targets = subtypes[known].float() * (1 - smoothing) + 0.5 * smoothing
+        return F.binary_cross_entropy_with_logits(logits, targets)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        images, labels, *rest = batch
         pixels = augment_batch(images.float(), self.config.augment)
         pixels = pixels.contiguous(memory_format=torch.channels_last)
-        logits = self(pixels)
+        features = self.net.embed(pixels)
+        logits = self.net.classify(features)
         loss = self._loss(logits, labels)
+        if self.net.has_subtype:
+            loss = loss + self.config.train.subtype_weight * self._subtype_loss(features, rest[0])
         probs = torch.sigmoid(logits.detach().float())
         self.train_auc.update(probs, labels)
         self.train_acc.update(probs, labels)
@@ -83,9 +98,14 @@ class PneumoniaModule(L.LightningModule):
         return "val_stress_auc" if self.config.train.select_on == "stressed" else "val_auc"
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
-        images, labels, clean = batch  # validation batches say which images are unperturbed (datamodule)
-        logits = self(images.float().contiguous(memory_format=torch.channels_last))
+        images, labels, clean, *rest = batch  # validation batches say which images are unperturbed (datamodule)
+        features = self.net.embed(images.float().contiguous(memory_format=torch.channels_last))
+        logits = self.net.classify(features)
         probs = torch.sigmoid(logits.float())
+        if self.net.has_subtype:
+            known = clean & (rest[0] >= 0)
+            if known.any():
+                self.val_subtype_auc.update(torch.sigmoid(self.net.subtype(features[known]).float()), rest[0][known])
         self.val_stress_auc.update(probs, labels)
         if clean.any():
             loss = self._loss(logits[clean], labels[clean])
@@ -100,6 +120,10 @@ class PneumoniaModule(L.LightningModule):
             "val_auc": float(self.val_auc.compute()),
             "val_acc": float(self.val_acc.compute()),
         }
+        if self.net.has_subtype:
+            self._last_val["val_subtype_auc"] = float(self.val_subtype_auc.compute())
+            self.log("val_subtype_auc", self._last_val["val_subtype_auc"], prog_bar=True, sync_dist=True)
+            self.val_subtype_auc.reset()
         if self.config.train.select_on == "stressed":
             self._last_val["val_stress_auc"] = float(self.val_stress_auc.compute())
             self.log("val_stress_auc", self._last_val["val_stress_auc"], prog_bar=True, sync_dist=True)

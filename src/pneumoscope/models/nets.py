@@ -1,4 +1,5 @@
-"""Plain networks: grey pixels in [0, 255] in, one pneumonia logit out.
+"""Plain networks: grey pixels in [0, 255] in, one pneumonia logit out (and, with a subtype head,
+a bacterial-vs-viral logit from the same features).
 
 Normalisation lives inside the network, so the exported ONNX graph, the PyTorch path and
 training all share one preprocessing contract: ``(B, 1, S, S)`` float pixel values.
@@ -157,6 +158,13 @@ class PneumoNet(nn.Module):
         else:
             self.backbone = ResNet18(config.dropout)
         self.image_size = image_size
+        self.subtype_head: nn.Module | None = None
+        if config.subtype_head:
+            self.subtype_head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(self.feature_dim, 1))
+
+    @property
+    def has_subtype(self) -> bool:
+        return self.subtype_head is not None
 
     @property
     def cam_layer(self) -> str:
@@ -183,6 +191,12 @@ class PneumoNet(nn.Module):
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """The pneumonia logit from penultimate features."""
         return self.backbone.classify(features).squeeze(1)
+
+    def subtype(self, features: torch.Tensor) -> torch.Tensor:
+        """The bacterial-vs-viral logit from the same features; meaningful on PNEUMONIA films only."""
+        if self.subtype_head is None:
+            raise RuntimeError("this network has no subtype head")
+        return self.subtype_head(features).squeeze(1)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.classify(self.embed(pixels))
