@@ -114,8 +114,13 @@ class Server:
         return found[0]
 
     def uploads_left(self) -> list[Path]:
-        """Files in the upload folder that could be uploads (not CSV results)."""
-        return [p for p in self.upload_dir.rglob("*") if p.is_file() and p.suffix != ".csv"]
+        """Files in the upload folder that could be uploads: not CSV results, not the copies of the
+        shipped examples that Gradio places there at start (the app never deletes those)."""
+        from pneumoscope.app import DEFAULT_EXAMPLES
+
+        examples = {p.name for p in DEFAULT_EXAMPLES.iterdir()}
+        return [p for p in self.upload_dir.rglob("*")
+                if p.is_file() and p.suffix != ".csv" and p.name not in examples]
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -8,6 +8,7 @@ validation and on the stressed pool (clean + ``STRESSED_SET`` copies). A plain l
 
     python bench/subtype_recipes.py                 # every recipe (GPU: ~10 min; 2-core CPU: hours)
     python bench/subtype_recipes.py joint_three_e4  # one
+    python bench/subtype_recipes.py --frozen runs/robust   # heads on a trained model's frozen features (CPU: ~5 min)
 
 docs/subtype/recipes.md holds the figures of one run on an H100.
 """
@@ -146,7 +147,40 @@ def load_data() -> dict[str, np.ndarray]:
     return data
 
 
+def frozen(model: str) -> None:
+    """Logistic-regression heads on ``model``'s frozen features (what ``trainable: subtype_head``
+    fits), for several L2 penalties, with and without two augmented copies of each training film:
+    the subtype AUC of each on the clean validation PNEUMONIA films."""
+    from pneumoscope.models.bundle import load_bundle
+    from pneumoscope.models.forward import forward_images
+    from pneumoscope.training import _fit_logistic
+
+    bundle = load_bundle(model)
+    records = read_manifest(Path(model) / "split_manifest.csv")
+    sets = {}
+    for split in ("train", "val"):
+        chosen = [r for r in records if r.split == split and r.label == 1 and r.subtype in ("bacteria", "virus")]
+        images = np.asarray(cached_images([r.path for r in chosen], bundle.image_size, progress=False))
+        sets[split] = (images, subtype_targets(chosen))
+    train_images, train_targets = sets["train"]
+    generator = torch.Generator().manual_seed(42)
+    passes = [forward_images(bundle.net, train_images, features=True)[1]]
+    for _ in range(2):
+        augmented = augment_batch(torch.from_numpy(train_images.astype(np.float32)).unsqueeze(1), bundle.config.augment, generator)
+        passes.append(forward_images(bundle.net, augmented[:, 0].round().clamp(0, 255).to(torch.uint8).numpy(), features=True)[1])
+    val_features = forward_images(bundle.net, sets["val"][0], features=True)[1]
+    for name, count in (("clean films only", 1), ("clean + 2 augmented copies", 3)):
+        features, targets = np.concatenate(passes[:count]), np.tile(train_targets, count)
+        for l2 in (1e-3, 3e-3, 1e-2, 3e-2):
+            weight, bias = _fit_logistic(features, targets, l2)
+            auc = roc_auc_score(sets["val"][1], val_features @ weight + bias)
+            print(json.dumps({"head_on": model, "training_features": name, "subtype_l2": l2, "subtype_auc_clean": round(float(auc), 4)}), flush=True)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--frozen"]:
+        frozen(sys.argv[2])
+        return
     wanted = set(sys.argv[1:])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data = load_data()

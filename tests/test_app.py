@@ -215,6 +215,23 @@ def test_example_files_take_turns_between_classes(originals: Path) -> None:
     assert [path.parent.name for path in chosen] == ["NORMAL", "PNEUMONIA", "NORMAL", "PNEUMONIA"]
 
 
+def test_shipped_examples_are_credited_radiographs_the_model_reads_right(predictor: Predictor) -> None:  # noqa: F811
+    """`make app` offers examples on any machine: four small radiographs inside the package, each
+    credited (CC BY 4.0) and each given its own class by the bundled model."""
+    from pneumoscope.app import DEFAULT_EXAMPLES
+
+    files = example_files(DEFAULT_EXAMPLES)
+    assert len(files) == 4 and all(path.stat().st_size < 60_000 for path in files)
+    credits = (DEFAULT_EXAMPLES / "CREDITS.md").read_text(encoding="utf-8")
+    assert "CC BY 4.0" in credits and "doi:10.17632/rscbjbr9sj.2" in credits
+    for path in files:
+        assert path.name in credits
+        result = predictor.predict(path)
+        assert result.is_chest_xray and result.label == path.name.split("_")[0].upper(), path.name
+        if result.label == "PNEUMONIA":
+            assert result.subtype == ("viral" if "virus" in path.name else "bacterial"), path.name
+
+
 def test_bad_options_are_user_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="USER:PASS"):
         serve(auth="nopassword", block=False)

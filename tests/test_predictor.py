@@ -106,3 +106,34 @@ def test_pneumonia_prediction_is_the_predictor(model_path: Path, predictor: Pred
 def test_unknown_backend_is_refused(model_path: Path) -> None:
     with pytest.raises(ValueError, match="backend"):
         Predictor.load(model_path, backend="tensorflow")  # type: ignore[arg-type]
+
+
+def test_cached_export_answers_before_pytorch_is_imported(predictor: Predictor, pneumonia_original: Path) -> None:
+    """The web app's start (issue 13): from the cached ONNX export, a prediction needs neither
+    PyTorch nor the training stack; heatmaps follow once the network is loaded, identical to the
+    ordinary predictor's."""
+    import subprocess
+    import sys
+
+    assert predictor.backend == "onnxruntime"  # the export is cached by now
+    code = (
+        "import sys\n"
+        "from pneumoscope.inference.predictor import Predictor\n"
+        "p = Predictor.load(heatmaps='background')\n"
+        f"r = p.predict({str(pneumonia_original)!r})\n"
+        "heavy = sorted(m for m in ('torch', 'lightning', 'monai', 'gradio') if m in sys.modules)\n"
+        "print(r.label, repr(r.probability), p.can_explain, heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    label, probability, can_explain, heavy = out.stdout.strip().split(" ", 3)
+    expected = predictor.predict(pneumonia_original)
+    assert label == expected.label and float(probability) == pytest.approx(expected.probability, abs=1e-6)
+    assert can_explain == "True" and heavy == "[]"
+
+    lazy = Predictor.load(heatmaps="background")
+    assert lazy._net is None and lazy.can_explain
+    lazy.load_heatmap_network()
+    with_map, reference = lazy.predict(pneumonia_original, heatmap=True), predictor.predict(pneumonia_original, heatmap=True)
+    assert with_map.probability == reference.probability and with_map.subtype == reference.subtype
+    np.testing.assert_allclose(with_map.heatmap, reference.heatmap, atol=1e-5)

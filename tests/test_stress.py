@@ -158,10 +158,8 @@ def test_original_and_its_224_copy_get_the_same_label(predictor, originals: Path
     """One resize for all inputs: a full-resolution original, stretched to the square by the loader,
     reaches the network as its 224 px training copy did (which is itself a quality-75 JPEG).
 
-    Measured on the bundled model: 47 of 48 agree, median |difference| 0.002. The one that does
-    not is a viral pneumonia whose original scores 0.15 against a threshold of 0.23 and whose JPEG
-    copy scores 0.61 (README, "One resize for every input"): the full-resolution reading, the one
-    users get, sits near the threshold."""
+    Measured on the bundled model: 46 of 48 agree, median |difference| 0.003; the two that do not
+    score within 0.12 of the threshold on both sides (README, "One resize for every input")."""
     disagree, gaps = [], []
     for cls in ("NORMAL", "PNEUMONIA"):
         for path in sorted((originals / cls).iterdir()):
@@ -172,5 +170,5 @@ def test_original_and_its_224_copy_get_the_same_label(predictor, originals: Path
                 disagree.append((path.name, full.probability, copy.probability))
     assert len(disagree) <= 2, f"original and 224 px copy disagree on {disagree}"
     for name, full, copy in disagree:
-        assert abs(full - predictor.threshold) < 0.15, name
+        assert max(abs(full - predictor.threshold), abs(copy - predictor.threshold)) < 0.15, name
     assert np.median(gaps) < 0.01, gaps

@@ -21,6 +21,8 @@ from pneumoscope.evaluation.metrics import subtype_metrics, three_way_confusion
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SUBTYPE_CONFIG = REPO / "configs" / "robust_subtype.yaml"
+JOINT = {"train.trainable": "all", "train.init_from": None, "train.balance": "sampler_subtype"}
+"""robust_subtype.yaml trained jointly instead of on a frozen network: the recipe the study compared."""
 
 
 def _record(name: str, label: int, subtype: str) -> Record:
@@ -33,15 +35,17 @@ def test_targets_come_from_the_file_names_and_mask_everything_else() -> None:
     assert subtype_targets(records).tolist() == [1, 0, -1, -1, -1]
 
 
-def test_sampler_subtype_needs_the_head() -> None:
+def test_subtype_settings_need_the_head() -> None:
     with pytest.raises(ConfigError, match="sampler_subtype needs model.subtype_head"):
-        load_config(SUBTYPE_CONFIG, **{"model.subtype_head": False})
+        load_config(SUBTYPE_CONFIG, **JOINT, **{"model.subtype_head": False})
+    with pytest.raises(ConfigError, match="trainable subtype_head needs model.subtype_head and train.init_from"):
+        load_config(SUBTYPE_CONFIG, **{"train.init_from": None})
 
 
 def _tiny_module() -> "object":
     from pneumoscope.models.module import PneumoniaModule
 
-    config = load_config(SUBTYPE_CONFIG, **{"model.arch": "simple_cnn", "model.pretrained": False,
+    config = load_config(SUBTYPE_CONFIG, **JOINT, **{"model.arch": "simple_cnn", "model.pretrained": False,
                                             "model.freeze_blocks": 0, "model.width": 4, "data.image_size": 32})
     return PneumoniaModule(config)
 
@@ -67,7 +71,7 @@ def test_balanced_sampler_draws_normal_viral_and_bacterial_alike(chest_xray: Pat
     """In the training folder bacterial films are half of all, viral and NORMAL a quarter each."""
     from pneumoscope.models.datamodule import XRayDataModule
 
-    config = load_config(SUBTYPE_CONFIG, **{"data.image_size": 32, "train.batch_size": 16})
+    config = load_config(SUBTYPE_CONFIG, **JOINT, **{"data.image_size": 32, "train.batch_size": 16})
     datamodule = XRayDataModule(config, root=chest_xray)
     groups = datamodule.sampling_groups()
     stored = np.bincount(groups, minlength=3)[:3] / len(groups)
@@ -107,7 +111,7 @@ def test_tiny_joint_training_records_the_subtype(small_collection: Path, tmp_pat
     from pneumoscope.models.bundle import load_bundle
     from pneumoscope.training import train
 
-    config = load_config(SUBTYPE_CONFIG, **{
+    config = load_config(SUBTYPE_CONFIG, **JOINT, **{
         "train.epochs": 1, "train.limit_train_batches": 3, "data.image_size": 64, "model.pretrained": False,
     })
     run = train(config, tmp_path / "run", root=small_collection, progress=False)
@@ -128,6 +132,48 @@ def test_tiny_joint_training_records_the_subtype(small_collection: Path, tmp_pat
 
     with pytest.raises(ModelLoadError, match="subtype_threshold"):
         load_bundle(run)
+
+
+@pytest.mark.slow
+def test_head_on_a_frozen_network_leaves_its_answers_alone(small_collection: Path, tmp_path: Path) -> None:
+    """The bundled recipe: a network trained without the head, then the head fitted on its frozen
+    features. Every pneumonia weight, the threshold, the temperature and the OOD statistics are
+    the network's own; only the subtype head is new."""
+    from safetensors.torch import load_file
+
+    from pneumoscope.models.bundle import load_bundle
+    from pneumoscope.training import train
+
+    tiny = {"train.epochs": 1, "train.limit_train_batches": 3, "data.image_size": 64, "model.pretrained": False}
+    base = train(load_config(REPO / "configs" / "robust.yaml", **tiny), tmp_path / "base", root=small_collection,
+                 progress=False)
+    config = load_config(SUBTYPE_CONFIG, **{"data.image_size": 64, "model.pretrained": False,
+                                            "train.init_from": str(base), "train.epochs": 2})
+    run = train(config, tmp_path / "head", root=small_collection, progress=False)
+    before, after = load_file(base / "model.safetensors"), load_file(run / "model.safetensors")
+    assert set(after) - set(before) == {"subtype_head.1.weight", "subtype_head.1.bias"}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert torch.isfinite(after["subtype_head.1.weight"]).all()  # its quality: test_bundled_subtype_matches_its_card
+    old, new = load_bundle(base).meta, load_bundle(run).meta
+    for key in ("threshold", "temperature", "validation", "validation_stressed"):
+        assert _rounded(new[key]) == _rounded(old[key]), key  # recomputed: float noise at 1e-9 aside
+    # The OOD threshold too, within the noise of a covariance fitted to this barely trained net's
+    # near-constant features (on the bundled model every value matched exactly).
+    assert new["ood"]["distance_threshold"] == pytest.approx(old["ood"]["distance_threshold"], rel=0.05)
+    assert (run / "split_manifest.csv").read_text() == (base / "split_manifest.csv").read_text()
+    assert 0 <= new["subtype"]["validation"]["auc"] <= 1
+    card = (run / "MODEL_CARD.md").read_text()
+    assert "frozen network" in card and "the pneumonia output is the network's, unchanged" in card
+
+
+def _rounded(value: object) -> object:
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def _tiny_subtype_bundle(folder: Path, name: str, seed: int) -> Path:
@@ -219,7 +265,7 @@ def test_bundled_subtype_matches_its_card(chest_xray: Path) -> None:
     images = np.asarray(cached_images([r.path for r in records], 224, progress=False))
     p = Predictor.load().score_pixels(images).p_bacterial
     auc = roc_auc_score(targets[targets >= 0], p[targets >= 0])
-    assert auc == pytest.approx(card["auc"], abs=0.005) and auc >= 0.82
+    assert auc == pytest.approx(card["auc"], abs=0.005) and auc >= 0.80
 
 
 def test_batch_cli_writes_subtype_columns(originals: Path, tmp_path: Path) -> None:

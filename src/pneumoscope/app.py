@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import base64
 import collections
+import contextlib
 import csv
 import html
 import io
@@ -46,6 +47,9 @@ MAX_UPLOAD = "50mb"
 FILE_TYPES = [".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"]
 """What ``--examples`` offers. Uploads are not filtered by name: DICOM files often have no
 extension, and the loader judges a file by its content."""
+DEFAULT_EXAMPLES = Path(__file__).resolve().parent / "examples"
+"""Four small credited radiographs shipped in the package (examples/CREDITS.md): what the page
+offers when ``--examples`` names no folder of one's own."""
 HEADERS = ["file", "label", "probability", "pattern", "warnings"]
 """The Batch tab's table. ``probability`` is empty for a file that is not a chest X-ray (its raw
 output is no result); the CSV keeps that raw number apart, in ``CSV_EXTRA``."""
@@ -578,14 +582,50 @@ def _parse_auth(auth: str | None) -> tuple[str, str] | None:
     return user, password
 
 
+def _ready_heatmaps(predictor: Any, warm_up: bool, started: float) -> None:
+    """Load PyTorch for heatmaps (when the app started on the cached export) and warm the first
+    heatmap, in the thread that started the app, while it already answers: until then a heatmap
+    request waits, a prediction does not."""
+    if predictor.can_explain and predictor._net is None:
+        print("pneumoscope: loading PyTorch for heatmaps...", file=sys.stderr, flush=True)
+        with _ast_serialised():
+            predictor.load_heatmap_network()
+        if predictor._net is not None:
+            print(f"pneumoscope: heatmaps ready {time.perf_counter() - started:.1f} s after start",
+                  file=sys.stderr, flush=True)
+    if warm_up:
+        with _ast_serialised():
+            _warm_up(predictor)
+
+
+@contextlib.contextmanager
+def _ast_serialised() -> Any:
+    """``ast.parse`` one call at a time while PyTorch (which parses its own source) is imported
+    beside requests. CPython before 3.11.8 converts parse trees through shared state that is not
+    thread-safe (gh-106905): two threads parsing at once failed here with "SystemError: AST
+    constructor recursion depth mismatch". Every parse made by Python code goes through
+    ``ast.parse``; a lock around it removes the race and costs nothing measurable."""
+    import ast
+
+    if sys.version_info >= (3, 11, 8):
+        yield
+        return
+    original, lock = ast.parse, threading.Lock()
+
+    def parse(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(*args, **kwargs)
+
+    ast.parse = parse
+    try:
+        yield
+    finally:
+        ast.parse = original
+
+
 def _warm_up(predictor: Any) -> None:
     """The first heatmap (PyTorch's autograd, matplotlib's colour map; MONAI and its hooks when
-    scoring without ONNX Runtime), so the first user does not wait.
-
-    Done before the server starts, never in a thread beside it: CPython 3.11's ``ast`` module is
-    not thread-safe (gh-106905), and importing MONAI (TorchScript parses source) while Gradio
-    answers a request failed here with "SystemError: AST constructor recursion depth mismatch".
-    """
+    scoring without ONNX Runtime), so the first user does not wait."""
     try:
         gradient = np.tile(np.linspace(0, 255, 256, dtype=np.uint8), (256, 1))
         predictor.predict(gradient, heatmap=predictor.can_explain)
@@ -606,7 +646,7 @@ def serve(
     """Start the app. Binds to loopback and makes no public link unless asked.
 
     ``block=False`` returns at once with the server running in a thread; call ``close()``.
-    ``warm_up`` runs one Grad-CAM pass before serving (a few seconds more at start, none for the first user).
+    ``warm_up`` runs one Grad-CAM pass once serving (PyTorch loaded, so the first heatmap asked for is quick).
     """
     started = time.perf_counter()
     heap.limit_arenas()
@@ -615,6 +655,8 @@ def serve(
     credentials = _parse_auth(auth)
     if examples is not None and not Path(examples).is_dir():
         raise UserError(f"--examples: not a folder: {examples}")
+    if examples is None and DEFAULT_EXAMPLES.is_dir():
+        examples = str(DEFAULT_EXAMPLES)
     upload_dir = Path(tempfile.mkdtemp(prefix="pneumoscope-uploads-"))
     atexit.register(shutil.rmtree, upload_dir, True)
     os.environ["GRADIO_TEMP_DIR"] = str(upload_dir)  # before Gradio makes a component or a route
@@ -629,12 +671,11 @@ def serve(
 
         # ONNX Runtime's threads sleep between runs instead of spinning: they leave the cores to
         # decoding and to Gradio (about 20 % more requests/s under concurrent load, bench/load.py).
-        predictor = Predictor.load(model, spin=False)
+        # From a cached export the app answers before PyTorch is imported (heatmaps only need it).
+        predictor = Predictor.load(model, spin=False, heatmaps="background")
         import gradio as gr
 
         demo, app = build_app(predictor, upload_dir, examples)
-        if warm_up:
-            _warm_up(predictor)
         demo.queue(default_concurrency_limit=CONCURRENCY, max_size=256)
         try:
             _, url, _ = demo.launch(
@@ -654,8 +695,9 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1") and credentials is None:
         print(f"pneumoscope: warning: listening on {host} without --auth: anyone who can reach this "
               "machine can use the app", file=sys.stderr, flush=True)
-    print(f"pneumoscope: serving model '{predictor.name}' at {served.url} (ready in {seconds:.1f} s)",
+    print(f"pneumoscope: serving model '{predictor.name}' at {served.url} (answering {seconds:.1f} s after start)",
           file=sys.stderr, flush=True)
+    _ready_heatmaps(predictor, warm_up, started)
     if block:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl+C does: uploads folder removed

@@ -128,7 +128,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pneumoscope.inference.onnx import export_onnx
+    from pneumoscope.inference.export import export_onnx
 
     path = export_onnx(args.model, Path(args.onnx))
     print(f"wrote {path}")
@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=7860)
-    serve.add_argument("--examples", help="folder of example images to offer")
+    serve.add_argument("--examples", help="folder of example images to offer (default: the four credited radiographs shipped in the package)")
     serve.add_argument("--auth", help="USER:PASS for basic auth")
     serve.add_argument("--share", action="store_true", help="ask Gradio for a public link (off by default)")
     serve.set_defaults(func=_serve)

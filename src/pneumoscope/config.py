@@ -104,6 +104,17 @@ class TrainConfig(_Strict):
     bacterial drawn equally often, so the subtype head sees the minority viral films as often."""
     subtype_weight: float = Field(1.0, ge=0, le=10)
     """Weight of the subtype head's loss beside the pneumonia loss (``model.subtype_head`` only)."""
+    init_from: Path | None = None
+    """A model folder (a finished run of the same network) whose weights and patient-level split
+    this run starts from."""
+    trainable: Literal["all", "subtype_head"] = "all"
+    """``subtype_head``: only the subtype head learns, on the frozen features of ``init_from``: a
+    logistic regression on the features of its training PNEUMONIA films, seen ``epochs`` times
+    (first as they are, then under this config's augmentation). Everything ``init_from`` answers
+    (the pneumonia probability, its calibration and threshold, the out-of-distribution check)
+    stays exactly as it was."""
+    subtype_l2: float = Field(1e-3, ge=0, le=10)
+    """L2 penalty of that logistic regression (``trainable: subtype_head``)."""
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
     """``auto``: bf16 autocast where the hardware computes bf16 natively (AVX-512 BF16 / AMX, or a
@@ -159,6 +170,8 @@ class Config(_Strict):
     def _pretrained_needs_known_weights(self) -> "Config":
         if self.model.freeze_blocks and self.model.arch != "efficientnet_lite0":
             raise ValueError("model.freeze_blocks applies to efficientnet_lite0 only")
+        if self.train.trainable == "subtype_head" and not (self.model.subtype_head and self.train.init_from):
+            raise ValueError("train.trainable subtype_head needs model.subtype_head and train.init_from")
         if self.train.balance == "sampler_subtype" and not self.model.subtype_head:
             raise ValueError("train.balance sampler_subtype needs model.subtype_head")
         if self.model.pretrained and self.model.arch != "efficientnet_lite0":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import platform
 import shlex
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pneumoscope.config import SUBTYPE_NAMES, Config, ThresholdConfig
+from pneumoscope.config import SUBTYPE_NAMES, Config, ConfigError, ThresholdConfig
 from pneumoscope.data.perturb import STRESSED_SET
 from pneumoscope.models.decision import choose_threshold, describe_rule, fit_temperature, sigmoid
 
@@ -38,8 +39,6 @@ def resolve_precision(precision: str, accelerator: str = "cpu") -> str:
 
 
 def machine_description() -> str:
-    import os
-
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -106,6 +105,8 @@ def train(
     from pneumoscope.models.module import PneumoniaModule
 
     heap.keep_freed_memory()  # +19 % training steps/s, half the system time (pneumoscope/heap.py)
+    if config.train.trainable == "subtype_head":
+        return train_subtype_head(config, out, progress=progress)
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(config.train.seed, workers=True, verbose=False)
@@ -159,6 +160,106 @@ def train(
         "command": "pneumoscope " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None,
     })
     return run_dir
+
+
+def train_subtype_head(config: Config, out: str | Path, progress: bool = True) -> Path:
+    """A subtype head on the frozen network of ``train.init_from`` (``train.trainable: subtype_head``).
+
+    The starting model's weights and split are kept; the penultimate features of its training
+    PNEUMONIA films of known subtype are computed in ``train.epochs`` passes (the first on the films
+    as they are, the others under this config's augmentation, seeded), and the head is fitted to
+    them as an L2-penalised logistic regression, viral and bacterial weighted alike. ``finalize`` then recomputes everything on validation as
+    for any run: for the frozen pneumonia output that reproduces the starting model's values.
+    """
+    import torch
+
+    from pneumoscope.data.collection import subtype_targets
+    from pneumoscope.models.augment import augment_batch
+    from pneumoscope.models.bundle import load_bundle
+    from pneumoscope.models.datamodule import XRayDataModule
+    from pneumoscope.models.forward import forward_images
+    from pneumoscope.models.nets import build_net
+
+    started = time.perf_counter()
+    source = load_bundle(config.train.init_from)
+    net = build_net(config.model.model_copy(update={"pretrained": False}), config.data.image_size)
+    missing, unexpected = net.load_state_dict(source.net.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("subtype_head.") for key in missing):
+        raise ConfigError(f"{config.train.init_from} is not the network this config describes "
+                          f"(missing {missing}, unexpected {unexpected})")
+    datamodule = XRayDataModule(config, manifest=Path(config.train.init_from) / "split_manifest.csv")
+    run_dir = Path(out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    datamodule.write_manifest(run_dir / "split_manifest.csv")
+    (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+
+    images, _ = datamodule.arrays("train")
+    targets = subtype_targets(datamodule.train_records)
+    known = np.flatnonzero(targets >= 0)
+    generator = torch.Generator().manual_seed(config.train.seed)
+    net = net.float().eval()
+    features, labels = [], []
+    for copy in range(config.train.epochs):
+        for start in range(0, len(known), 64):
+            chosen = known[start : start + 64]
+            pixels = np.asarray(images[chosen])
+            if copy > 0:  # the first pass sees each film as it is, the others augmented
+                batch = torch.from_numpy(pixels.astype(np.float32)).unsqueeze(1)
+                pixels = augment_batch(batch, config.augment, generator)[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
+            features.append(forward_images(net, pixels, features=True)[1])
+            labels.append(targets[chosen])
+        if progress:
+            print(f"features of pass {copy + 1}/{config.train.epochs} "
+                  f"({len(known)} films, {time.perf_counter() - started:.0f} s)", flush=True)
+    features, labels = np.concatenate(features), np.concatenate(labels)
+    if os.environ.get("PNEUMOSCOPE_DUMP_FEATURES"):  # recipe studies: the features, to refit at other penalties
+        np.savez(os.environ["PNEUMOSCOPE_DUMP_FEATURES"], features=features, labels=labels)
+    weight, bias = _fit_logistic(features, labels, config.train.subtype_l2)
+    with torch.no_grad():
+        net.subtype_head[1].weight.copy_(torch.from_numpy(weight)[None, :])
+        net.subtype_head[1].bias.fill_(bias)
+    seconds = time.perf_counter() - started
+    from pneumoscope.models.card import selection_text
+
+    training = dict(source.meta.get("training", {}))
+    training["selection"] = selection_text(source.config.to_yaml())
+    finalize(config, net, datamodule, run_dir, extra={
+        "train_seconds": round(seconds, 1),
+        "epochs_run": config.train.epochs,
+        "best_epoch": config.train.epochs - 1,
+        "precision": "32-true",
+        "machine": machine_description(),
+        "class_counts_train": [int(c) for c in datamodule.class_counts()],
+        "seed": config.train.seed,
+        "split_seed": config.data.split_seed,
+        "command": "pneumoscope " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None,
+        "subtype_head_on": str(config.train.init_from),
+        "backbone_training": training,
+    }, card_sections=source.meta.get("card_sections"))
+    return run_dir
+
+
+def _fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
+    """Weights and bias of an L2-penalised logistic regression, both classes weighted alike (L-BFGS)."""
+    import torch
+
+    x = torch.as_tensor(features, dtype=torch.float64)
+    y = torch.as_tensor(labels, dtype=torch.float64)
+    counts = torch.bincount(torch.as_tensor(labels), minlength=2).double()
+    sample_weight = (counts.sum() / (2 * counts))[torch.as_tensor(labels)]
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([w, b], lr=1.0, max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        losses = torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, y, reduction="none")
+        loss = (losses * sample_weight).mean() + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return w.detach().float().numpy(), float(b.detach())
 
 
 def _end_distributed() -> None:

@@ -10,11 +10,14 @@ Two kinds of evidence:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from pneumoscope.data.images import DecodedImage
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_COLOURFULNESS = 10.0
 """Hasler-Suesstrunk colourfulness; grey radiographs score ~0, tinted scans a few, photos > 15."""
@@ -26,6 +29,11 @@ MIN_POLARITY = 0.0
 training images the lowest polarity score is +0.13 and every inverted copy scores below 0:
 the network's features alone miss inverted films (per-image normalisation keeps their
 statistics familiar), this one line of anatomy catches them (bench/ood.py)."""
+
+
+CLEARLY_INVERTED = -0.3
+"""Polarity below which an image whose features are already far is also called inverted: the 48
+originals turned negative score -1.52 to -0.57, random grey noise -0.02 to +0.01."""
 
 
 @dataclass(frozen=True)
@@ -64,13 +72,14 @@ def image_reasons(decoded: DecodedImage) -> list[str]:
     return reasons
 
 
-def fit_feature_model(train_features: np.ndarray, val_features: np.ndarray) -> tuple[dict[str, torch.Tensor], dict]:
+def fit_feature_model(train_features: np.ndarray, val_features: np.ndarray) -> tuple[dict[str, "torch.Tensor"], dict]:
     """Mean and shrunk inverse covariance of training features; the distance threshold.
 
     The threshold is the 99.5th percentile of the *validation* distances (held-out patients:
     training images sit closer to the mean than new ones would), so about 0.5 % of genuine
     validation X-rays are flagged by construction; the model card reports the measured rate.
     """
+    import torch
     from sklearn.covariance import LedoitWolf
 
     estimator = LedoitWolf().fit(train_features.astype(np.float64))
@@ -89,9 +98,10 @@ def fit_feature_model(train_features: np.ndarray, val_features: np.ndarray) -> t
     return stats, info
 
 
-def mahalanobis(features: np.ndarray, stats: dict[str, torch.Tensor]) -> np.ndarray:
-    mean = stats["mean"].double().numpy()
-    precision = stats["precision"].double().numpy()
+def mahalanobis(features: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
+    """``stats``: torch tensors or numpy arrays (``mean``, ``precision``)."""
+    mean = np.asarray(stats["mean"], dtype=np.float64)
+    precision = np.asarray(stats["precision"], dtype=np.float64)
     centred = features.astype(np.float64) - mean
     # (c P) * c summed per row: one BLAS matrix product; einsum's three-operand loop is 30x slower
     return np.sqrt(np.maximum(((centred @ precision) * centred).sum(axis=1), 0.0))
@@ -99,14 +109,18 @@ def mahalanobis(features: np.ndarray, stats: dict[str, torch.Tensor]) -> np.ndar
 
 def verdict(decoded: DecodedImage, distance: float | None, threshold: float | None) -> OODVerdict:
     """The file checks, the feature distance, then polarity. Polarity is anatomy (spine brighter
-    than lungs): it is asked only of an image that otherwise passes as a grey radiograph, since
-    on a photograph or noise "inverted" would be a false statement about the image."""
+    than lungs): it is asked only of a grey image of plausible shape, since on a photograph
+    "inverted" would be a false statement about the image; and when the features are already far,
+    only a clearly negative score counts (noise scores about 0, an inverted film well below)."""
     reasons = image_reasons(decoded)
     if distance is not None and threshold is not None and distance > threshold:
         reasons.append(
             f"the network's features are far from any chest X-ray it was trained on "
             f"(distance {distance:.0f} > {threshold:.0f})"
         )
-    if not reasons and polarity(decoded.grey) < MIN_POLARITY:
-        reasons.append(INVERTED)
+    if not image_reasons(decoded):  # a grey film of a plausible shape: is its anatomy upside down?
+        score = polarity(decoded.grey)
+        far = bool(reasons)
+        if score < (CLEARLY_INVERTED if far else MIN_POLARITY):
+            reasons.insert(0, INVERTED)
     return OODVerdict(not reasons, tuple(reasons), distance)

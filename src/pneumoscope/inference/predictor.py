@@ -23,6 +23,7 @@ PNEUMONIA when it reaches the model's threshold. An image that does not look lik
 
 from __future__ import annotations
 
+import logging
 import threading
 import warnings as _warnings
 from dataclasses import dataclass, field
@@ -33,10 +34,11 @@ import numpy as np
 from PIL import Image
 
 from pneumoscope.data.images import DecodedImage, ImageSource, decode_image, resize_square
+from pneumoscope.errors import HeatmapUnavailableError, ModelLoadError
 from pneumoscope.inference.ood import mahalanobis, verdict
-from pneumoscope.models.bundle import ModelLoadError, load_bundle
 from pneumoscope.models.decision import label_of, sigmoid, subtype_of
-from pneumoscope.errors import HeatmapUnavailableError
+
+log = logging.getLogger("pneumoscope.predictor")
 
 DISPLAY_MAX = 1024
 """Longest side of the image kept for display: a heatmap overlay needs no more, and memory stays small."""
@@ -45,6 +47,7 @@ NOT_A_DIAGNOSIS = (
     "read as a diagnosis"
 )
 Backend = Literal["auto", "onnx", "torch"]
+Heatmaps = Literal["now", "background"]
 
 
 @dataclass(frozen=True)
@@ -185,11 +188,18 @@ class Predictor:
         self._cam: Any = None
         self._torch_lock = threading.Lock()
         """One PyTorch pass at a time: Grad-CAM's hooks on the shared network must see only their own pass."""
+        self._net_ready = threading.Event()
+        """Set once the PyTorch network is in place, or its loading failed (``_net_error`` says why)."""
+        self._net_error: str | None = None
+        self._net_folder: Path | None = None
+        if net is not None:
+            self._net_ready.set()
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(
-        cls, model: str | Path | None = None, backend: Backend = "auto", threads: int | None = None, spin: bool = True
+        cls, model: str | Path | None = None, backend: Backend = "auto", threads: int | None = None, spin: bool = True,
+        heatmaps: Heatmaps = "now",
     ) -> "Predictor":
         """Load the bundled model (``None``), a model folder (a training run) or an ``.onnx`` exported by us.
 
@@ -199,6 +209,10 @@ class Predictor:
         ``threads``: ONNX Runtime threads (default: one per physical core). ``spin``: let them
         busy-wait between runs (lowest latency for one image); the batch CLI turns it off so that
         they leave the cores to its decoding processes.
+        ``heatmaps="background"``: when the model's ONNX export is cached, score from it at once and
+        leave PyTorch (needed for heatmaps only, a second or more to import) to
+        :meth:`load_heatmap_network`; until that has run, a heatmap request waits for it. The web
+        app starts this way, so it answers before PyTorch is loaded.
         """
         if backend not in ("auto", "onnx", "torch"):
             raise ValueError(f"backend must be 'auto', 'onnx' or 'torch', not {backend!r}")
@@ -206,7 +220,66 @@ class Predictor:
             if backend == "torch":
                 raise ValueError("an .onnx model runs on ONNX Runtime only; pass the model folder for PyTorch")
             return cls._from_onnx(Path(model), threads, spin)
+        if heatmaps == "background" and backend != "torch":
+            fast = cls._from_cached_export(model, threads, spin)
+            if fast is not None:
+                return fast
+        from pneumoscope.models.bundle import load_bundle
+
         return cls.from_bundle(load_bundle(model), backend, threads, spin)
+
+    @classmethod
+    def _from_cached_export(cls, model: str | Path | None, threads: int | None, spin: bool) -> "Predictor | None":
+        """A predictor on the model's cached ONNX export, without PyTorch; None when there is no
+        cached export (or no ONNX Runtime): the caller then loads the whole bundle."""
+        from pneumoscope.inference.onnx import cache_path, open_session
+        from pneumoscope.models.bundle import verified_meta
+
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return None
+        folder, meta = verified_meta(model)
+        path = cache_path(meta, _config_name(folder))
+        if not path.is_file():
+            return None
+        try:
+            session = open_session(path, threads, spinning=spin)
+        except ModelLoadError:
+            return None
+        ood = meta.get("ood") or {}
+        predictor = cls(
+            image_size=int(meta["image_size"]), threshold=float(meta["threshold"]),
+            temperature=float(meta.get("temperature", 1.0)), name=str(meta.get("name", folder.name)),
+            ood_threshold=ood.get("distance_threshold") if "ood.safetensors" in meta["files"] else None,
+            session=session, model_path=folder, info={"validation": meta.get("validation")},
+            subtype=meta.get("subtype"),
+        )
+        predictor._net_folder = folder
+        return predictor
+
+    def load_heatmap_network(self) -> None:
+        """Load the PyTorch network that heatmaps need, if this predictor was started without it.
+
+        Call it from the thread that started the app, once the app is serving: CPython 3.11.7's
+        AST conversion is not thread-safe (gh-106905, fixed in 3.11.8), and importing PyTorch parses
+        source, so it must not run beside another import; answering requests parses none.
+        """
+        if self._net_ready.is_set() or self._net_folder is None:
+            return
+        try:
+            from pneumoscope.models.bundle import load_bundle
+
+            bundle = load_bundle(self._net_folder)
+            bundle.net.requires_grad_(False)
+            self._ood_stats = {key: value.double() for key, value in bundle.ood.items()} if bundle.ood else None
+            self._session_cam = "cam_activation" in [o.name for o in self._session.get_outputs()]
+            self._net = bundle.net
+        except Exception as exc:  # noqa: BLE001 - scoring goes on; heatmaps say why they are missing
+            self._net_error = f"the PyTorch network could not be loaded ({type(exc).__name__}: {exc})"
+            log.warning("heatmaps unavailable: %s", self._net_error)
+        finally:
+            self._net_ready.set()
 
     @classmethod
     def from_bundle(
@@ -235,7 +308,9 @@ class Predictor:
             if required:
                 raise ModelLoadError("backend 'onnx' needs the onnxruntime package") from None
             return None
-        from pneumoscope.inference.onnx import ExportError, cached_export, open_session
+        from pneumoscope.errors import ExportError
+        from pneumoscope.inference.export import cached_export
+        from pneumoscope.inference.onnx import open_session
 
         try:
             path = cached_export(bundle)
@@ -284,8 +359,13 @@ class Predictor:
 
     @property
     def can_explain(self) -> bool:
-        """Whether heatmaps are available (they need the PyTorch network)."""
-        return self._net is not None
+        """Whether heatmaps are available (they need the PyTorch network), or will be once it has loaded."""
+        return self._net is not None or (self._net_folder is not None and self._net_error is None)
+
+    def _wait_for_net(self) -> None:
+        """Block until :meth:`load_heatmap_network` has run (a heatmap asked for at start-up)."""
+        if not self._net_ready.wait(timeout=300) or self._net is None:
+            raise HeatmapUnavailableError(self._net_error or "the PyTorch network for heatmaps is still loading")
 
     # ------------------------------------------------------------------ predicting
     def predict(self, image: ImageSource, heatmap: bool = False) -> Prediction:
@@ -385,6 +465,7 @@ class Predictor:
         return self._session.run(outputs, {"pixels": pixels[:, None].astype(np.float32)})
 
     def _explain(self, pixels: np.ndarray) -> tuple["_Scores", np.ndarray]:
+        self._wait_for_net()
         if self._session_cam:
             from pneumoscope.inference.explain import grad_cam_from_activation
 
@@ -456,6 +537,14 @@ class _Scores:
     def row(self, index: int) -> tuple[float, float | None, float | None]:
         pick = lambda values: None if values is None else float(values[index])  # noqa: E731
         return float(self.logits[index]), pick(self.subtype), pick(self.distances)
+
+
+def _config_name(folder: Path) -> str:
+    """The run's name from its ``config.yaml`` (what names the cached export), read without pydantic."""
+    import yaml
+
+    raw = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+    return str(raw.get("name", folder.name))
 
 
 _DEFAULT: dict[str, Predictor] = {}

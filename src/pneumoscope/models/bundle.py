@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING
 
-from pneumoscope.config import Config, ConfigError, load_config
-from pneumoscope.models.nets import PneumoNet, build_net
-from pneumoscope.errors import ModelLoadError
+from pneumoscope.errors import ConfigError, ModelLoadError
+
+if TYPE_CHECKING:  # PyTorch is imported by what loads or saves weights, not by reading model.json
+    import torch
+
+    from pneumoscope.config import Config
+    from pneumoscope.models.nets import PneumoNet
 
 WEIGHTS = "model.safetensors"
 OOD = "ood.safetensors"
@@ -40,7 +43,7 @@ class Bundle:
     config: Config
     net: PneumoNet
     meta: dict[str, Any]
-    ood: dict[str, torch.Tensor] = field(default_factory=dict)
+    ood: dict[str, "torch.Tensor"] = field(default_factory=dict)
     path: Path | None = None
 
     @property
@@ -95,6 +98,8 @@ def save_bundle(
     ood: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write weights, config and metadata; hashes of the weight and config files go into ``model.json``."""
+    from safetensors.torch import save_file
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
@@ -143,7 +148,7 @@ def verify_seal(folder: Path, meta: dict[str, Any]) -> None:
     from safetensors import safe_open
 
     try:
-        with safe_open(str(folder / WEIGHTS), framework="pt") as weights:
+        with safe_open(str(folder / WEIGHTS), framework="numpy") as weights:  # the header only: no PyTorch
             sealed = (weights.metadata() or {}).get(SEAL_KEY)
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types on a bad header
         raise ModelLoadError(f"{folder / WEIGHTS} is not a readable safetensors file: {exc}") from None
@@ -162,17 +167,29 @@ def verify_seal(folder: Path, meta: dict[str, Any]) -> None:
         )
 
 
+def verified_meta(folder: str | Path | None = None, *, migrate: bool = False) -> tuple[Path, dict[str, Any]]:
+    """The model folder (the bundled default when ``None``) and its ``model.json``, every file's hash
+    and the sealed decision values checked: all a cached ONNX export needs, without PyTorch."""
+    folder = Path(folder) if folder is not None else DEFAULT_MODEL_DIR
+    if not folder.is_dir():
+        raise ModelLoadError(f"model folder not found: {folder}")
+    meta = read_meta(folder, migrate)
+    verify_files(folder, meta, seal=meta.get("format") == FORMAT_VERSION)
+    return folder, meta
+
+
 def load_bundle(folder: str | Path | None = None, *, migrate: bool = False) -> Bundle:
     """Load a model folder (the bundled default when ``None``), verifying every file's hash.
 
     ``migrate``: also read a format-1 folder (hashes, no seal), so ``pneumoscope finalize`` can
     save it again in the current format; never for predicting.
     """
-    folder = Path(folder) if folder is not None else DEFAULT_MODEL_DIR
-    if not folder.is_dir():
-        raise ModelLoadError(f"model folder not found: {folder}")
-    meta = read_meta(folder, migrate)
-    verify_files(folder, meta, seal=meta.get("format") == FORMAT_VERSION)
+    from safetensors.torch import load_file
+
+    from pneumoscope.config import load_config
+    from pneumoscope.models.nets import build_net
+
+    folder, meta = verified_meta(folder, migrate=migrate)
     try:
         config = load_config(folder / CONFIG)
     except ConfigError as exc:

@@ -27,7 +27,7 @@ def _finalized(training: dict[str, Any]) -> str:
             f"and split by `{command}`")
 
 
-def _selection(config_yaml: str) -> str:
+def selection_text(config_yaml: str) -> str:
     """How the best epoch was picked, from the run's own config."""
     from pneumoscope.data.perturb import SELECTION_SET
 
@@ -86,8 +86,8 @@ subtype), accuracy {_pct(three['accuracy'])}:
 ## Bacterial or viral pattern (second head)
 For a film labelled PNEUMONIA that passes as a chest X-ray, a second output on the same features
 gives p(bacterial): the probability that the film shows a pattern more typical of bacterial than
-of viral pneumonia. It is trained jointly, its loss masked to PNEUMONIA films (labels from the
-file names, which come from clinical records), and it is calibrated by its own temperature
+of viral pneumonia. {'It is fitted on the frozen network (a logistic regression on its features), so the pneumonia output is untouched' if meta['training'].get('backbone_training') else 'It is trained jointly, its loss masked to PNEUMONIA films'} (subtype labels from the
+file names, which come from clinical records); it is calibrated by its own temperature
 (T = {sub['temperature']:.3f}). Operating point: **{sub['threshold']:.4f}** on p(bacterial); rule:
 {sub['threshold_rule']}.
 
@@ -103,6 +103,28 @@ bacterial from viral pneumonia on a film is uncertain even for radiologists, and
 The output is a pattern, never a diagnosis of the cause, and never a reason to give or withhold
 antibiotics. It is shown only when the label is PNEUMONIA and the image passes as a chest X-ray.
 """
+
+
+def _backbone_command(training: dict[str, Any]) -> str:
+    """For a head fitted on a frozen network: the command that trained that network."""
+    backbone = training.get("backbone_training")
+    if not backbone:
+        return ""
+    return (f", a subtype head on the frozen network of `{training['subtype_head_on']}`, itself trained by "
+            f"`{backbone.get('command')}`{_finalized(backbone)}")
+
+
+def _training_lines(training: dict[str, Any], config_yaml: str) -> str:
+    backbone = training.get("backbone_training")
+    if not backbone:
+        return (f"- Seed {training.get('seed', 42)}; {training['epochs_run']} epochs run, best epoch {training['best_epoch']}\n"
+                f"  (by {selection_text(config_yaml)}); {training['train_seconds'] / 60:.1f} min of training, precision "
+                f"`{training['precision']}`,\n  on {training['machine']}.")
+    return (f"- Network: seed {backbone.get('seed', 42)}; {backbone['epochs_run']} epochs run, best epoch "
+            f"{backbone['best_epoch']} (by {backbone.get('selection') or selection_text(config_yaml)}); {backbone['train_seconds'] / 60:.1f} min of "
+            f"training, precision `{backbone['precision']}`, on {backbone['machine']}.\n"
+            f"- Subtype head: fitted in {training['train_seconds'] / 60:.1f} min on {training['machine']}, the network "
+            "frozen: the pneumonia output is the network's, unchanged.")
 
 
 def render_card(meta: dict[str, Any], config_yaml: str) -> str:
@@ -123,7 +145,7 @@ pneumonia (bacterial or viral{', and for pneumonia which pattern it resembles mo
 heatmap, and a flag when the image does not look like a chest X-ray at all.
 
 ## How it was trained
-- Command: `{training.get('command', 'pneumoscope train --config configs/' + meta['name'] + '.yaml')}`{_finalized(training)}
+- Command: `{training.get('command', 'pneumoscope train --config configs/' + meta['name'] + '.yaml')}`{_finalized(training)}{_backbone_command(training)}
 - Data: Kermany et al. 2018 / Kaggle "Chest X-Ray Images (Pneumonia)" training folder at
   {meta['image_size']} x {meta['image_size']} px (CC BY 4.0, doi:10.17632/rscbjbr9sj.2);
   training part {training['class_counts_train'][0]:,} NORMAL / {training['class_counts_train'][1]:,} PNEUMONIA images.
@@ -131,9 +153,7 @@ heatmap, and a flag when the image does not look like a chest X-ray at all.
   {training.get('split_seed', 42)}: {val['n']} validation images ({val['n_normal']} NORMAL,
   {val['n_pneumonia']} PNEUMONIA) from patients never seen in training. The official test
   split was never seen: it is a sealed benchmark.
-- Seed {training.get('seed', 42)}; {training['epochs_run']} epochs run, best epoch {training['best_epoch']}
-  (by {_selection(config_yaml)}); {training['train_seconds'] / 60:.1f} min of training, precision `{training['precision']}`,
-  on {training['machine']}.
+{_training_lines(training, config_yaml)}
 
 ## Validation figures (patient-level validation split; not the test set)
 | AUC | accuracy | sensitivity | specificity (NORMAL recall) |

@@ -1,0 +1,168 @@
+"""Export a model bundle to ONNX, self-describing (:mod:`pneumoscope.inference.onnx` reads it).
+
+Exports are cached by the SHA-256 of the weights (and of the OOD statistics) and the decision
+values, so a Predictor pays the export (tens of seconds) once per model, not once per start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pneumoscope.config import CLASS_NAMES
+from pneumoscope.errors import ExportError
+from pneumoscope.inference.onnx import (
+    EXPORT_VERSION, INPUT, META_PREFIX, OPSET, PREPROCESSING, cache_path, output_names, subtype_contract,
+)
+from pneumoscope.models.bundle import Bundle, load_bundle
+
+log = logging.getLogger("pneumoscope.export")
+
+
+class _ExportedGraph(nn.Module):
+    """What the ONNX file computes: logit, features and (optionally) the OOD distance, in one pass."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        super().__init__()
+        self.net = bundle.net
+        self.has_ood = bool(bundle.ood)
+        self.has_subtype = bool(bundle.net.has_subtype)
+        if self.has_ood:
+            self.register_buffer("ood_mean", bundle.ood["mean"].float().clone())
+            self.register_buffer("ood_precision", bundle.ood["precision"].float().clone())
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        activation = self.net.cam_activation(pixels)
+        features = self.net.features_from_cam(activation)
+        outputs = [self.net.classify(features)]
+        if self.has_subtype:
+            outputs.append(self.net.subtype(features))
+        outputs.append(features)
+        if self.has_ood:
+            centred = features - self.ood_mean
+            squared = ((centred @ self.ood_precision) * centred).sum(dim=1)
+            outputs.append(torch.sqrt(torch.clamp(squared, min=0.0)))
+        return (*outputs, activation)
+
+
+def contract(bundle: Bundle) -> dict[str, Any]:
+    """Everything a consumer of the ONNX file needs besides the graph (stored in ``metadata_props``)."""
+    ood = bundle.meta.get("ood") or {}
+    return {
+        "format": EXPORT_VERSION,
+        "name": bundle.meta.get("name", bundle.config.name),
+        "image_size": bundle.image_size,
+        "threshold": bundle.threshold,
+        "temperature": bundle.temperature,
+        "class_names": list(CLASS_NAMES),
+        "positive_class": CLASS_NAMES[1],
+        "probability": "sigmoid(logit / temperature)",
+        "label_rule": f"{CLASS_NAMES[1]} if probability >= threshold else {CLASS_NAMES[0]}",
+        "input": {"name": INPUT, "dtype": "float32", "shape": ["batch", 1, bundle.image_size, bundle.image_size],
+                  "range": [0, 255]},
+        "outputs": output_names(bool(bundle.ood), bundle.net.has_subtype),
+        "preprocessing": PREPROCESSING,
+        "ood_distance_threshold": ood.get("distance_threshold") if bundle.ood else None,
+        "weights_sha256": bundle.meta.get("files", {}).get("model.safetensors"),
+        "validation": bundle.meta.get("validation"),
+        "subtype": subtype_contract(bundle.subtype),
+    }
+
+
+def export_bundle(bundle: Bundle, out: Path) -> Path:
+    """Write ``bundle`` as ONNX to ``out`` (atomically), check it, and stamp its contract in."""
+    import onnx
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    graph = _ExportedGraph(bundle).eval()
+    size = bundle.image_size
+    example = torch.full((2, 1, size, size), 128.0)
+    outputs = output_names(graph.has_ood, graph.has_subtype)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        _torch_export(graph, example, partial, outputs)
+        model = onnx.load(str(partial))
+        for key, value in contract(bundle).items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = META_PREFIX + key, json.dumps(value)
+        model.producer_name = "pneumoscope"
+        model.doc_string = "Pneumonia logit (and bacterial-vs-viral logit), penultimate features and OOD distance from grey chest X-ray pixels."
+        onnx.checker.check_model(model)
+        onnx.save(model, str(partial))
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+        for extra in partial.parent.glob(partial.name + "*.data"):
+            extra.unlink(missing_ok=True)
+    return out
+
+
+def _torch_export(graph: nn.Module, example: torch.Tensor, path: Path, outputs: list[str]) -> None:
+    """``torch.onnx.export`` with the torch.export-based exporter (the maintained one since
+    torch 2.9); the legacy TorchScript exporter is the fallback if it ever refuses the graph."""
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # "torchvision is not installed" notices: irrelevant here
+    try:
+        _run_exporters(graph, example, path, outputs, batch)
+    finally:
+        logger.setLevel(level)
+
+
+def _run_exporters(graph: nn.Module, example: torch.Tensor, path: Path, outputs: list[str], batch: Any) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(
+                graph, (example,), None, input_names=[INPUT], output_names=outputs,
+                dynamic_shapes={"pixels": {0: batch}}, opset_version=OPSET, dynamo=True,
+                external_data=False, verbose=False,
+            )
+            program.save(str(path), external_data=False)
+            return
+        except Exception as exc:  # noqa: BLE001 - any exporter failure falls back to the legacy one
+            first = exc
+        try:
+            torch.onnx.export(
+                graph, (example,), str(path), input_names=[INPUT], output_names=outputs,
+                dynamic_axes={name: {0: "batch"} for name in [INPUT, *outputs]},
+                opset_version=17, dynamo=False,
+            )
+        except Exception as exc:  # noqa: BLE001
+            raise ExportError(f"ONNX export failed: {first}; legacy exporter: {exc}") from None
+
+
+def cached_export(bundle: Bundle) -> Path:
+    """The ONNX file of ``bundle``, exported now if not cached; a temporary folder if the cache is read-only."""
+    target = cache_path(bundle.meta, bundle.config.name)
+    if target.is_file():
+        return target
+    log.warning("exporting model '%s' to ONNX Runtime (once per model, about half a minute; cached in %s)",
+                bundle.config.name, target.parent)
+    try:
+        return export_bundle(bundle, target)
+    except OSError:
+        fallback = Path(tempfile.gettempdir()) / "pneumoscope-onnx" / target.name
+        return fallback if fallback.is_file() else export_bundle(bundle, fallback)
+
+
+def export_onnx(model: str | Path | None, out: Path) -> Path:
+    """``pneumoscope export --onnx OUT``: the model folder (bundled default when ``None``) as one ONNX file."""
+    bundle = load_bundle(model)
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        out = out.with_suffix(out.suffix + ".onnx") if out.suffix else out.with_suffix(".onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(cached_export(bundle), out)
+    return out
