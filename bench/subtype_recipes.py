@@ -153,7 +153,7 @@ def frozen(model: str) -> None:
     the subtype AUC of each on the clean validation PNEUMONIA films."""
     from pneumoscope.models.bundle import load_bundle
     from pneumoscope.models.forward import forward_images
-    from pneumoscope.training import _fit_logistic
+    from pneumoscope.training import fit_logistic, frozen_features
 
     bundle = load_bundle(model)
     records = read_manifest(Path(model) / "split_manifest.csv")
@@ -163,16 +163,13 @@ def frozen(model: str) -> None:
         images = np.asarray(cached_images([r.path for r in chosen], bundle.image_size, progress=False))
         sets[split] = (images, subtype_targets(chosen))
     train_images, train_targets = sets["train"]
-    generator = torch.Generator().manual_seed(42)
-    passes = [forward_images(bundle.net, train_images, features=True)[1]]
-    for _ in range(2):
-        augmented = augment_batch(torch.from_numpy(train_images.astype(np.float32)).unsqueeze(1), bundle.config.augment, generator)
-        passes.append(forward_images(bundle.net, augmented[:, 0].round().clamp(0, 255).to(torch.uint8).numpy(), features=True)[1])
-    val_features = forward_images(bundle.net, sets["val"][0], features=True)[1]
+    net = bundle.net.float().eval()
+    passes = frozen_features(net, train_images, bundle.config.augment, 3, seed=42)  # as `pneumoscope train` draws them
+    val_features = forward_images(net, sets["val"][0], features=True)[1]
     for name, count in (("clean films only", 1), ("clean + 2 augmented copies", 3)):
         features, targets = np.concatenate(passes[:count]), np.tile(train_targets, count)
         for l2 in (1e-3, 3e-3, 1e-2, 3e-2):
-            weight, bias = _fit_logistic(features, targets, l2)
+            weight, bias = fit_logistic(features, targets, l2)
             auc = roc_auc_score(sets["val"][1], val_features @ weight + bias)
             print(json.dumps({"head_on": model, "training_features": name, "subtype_l2": l2, "subtype_auc_clean": round(float(auc), 4)}), flush=True)
 

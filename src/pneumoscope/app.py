@@ -586,11 +586,11 @@ def _ready_heatmaps(predictor: Any, warm_up: bool, started: float) -> None:
     """Load PyTorch for heatmaps (when the app started on the cached export) and warm the first
     heatmap, in the thread that started the app, while it already answers: until then a heatmap
     request waits, a prediction does not."""
-    if predictor.can_explain and predictor._net is None:
+    if predictor.can_explain and not predictor.network_loaded:
         print("pneumoscope: loading PyTorch for heatmaps...", file=sys.stderr, flush=True)
         with _ast_serialised():
             predictor.load_heatmap_network()
-        if predictor._net is not None:
+        if predictor.network_loaded:
             print(f"pneumoscope: heatmaps ready {time.perf_counter() - started:.1f} s after start",
                   file=sys.stderr, flush=True)
     if warm_up:

@@ -96,6 +96,8 @@ def train(
 
     Returns the run folder on the global-zero process (None on other DDP ranks).
     """
+    if config.train.trainable == "subtype_head":
+        return train_subtype_head(config, out, progress=progress)
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -105,8 +107,6 @@ def train(
     from pneumoscope.models.module import PneumoniaModule
 
     heap.keep_freed_memory()  # +19 % training steps/s, half the system time (pneumoscope/heap.py)
-    if config.train.trainable == "subtype_head":
-        return train_subtype_head(config, out, progress=progress)
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(config.train.seed, workers=True, verbose=False)
@@ -157,7 +157,7 @@ def train(
         "class_counts_train": list(counts),
         "seed": config.train.seed,
         "split_seed": config.data.split_seed,
-        "command": "pneumoscope " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None,
+        "command": _command_line(),
     })
     return run_dir
 
@@ -174,10 +174,8 @@ def train_subtype_head(config: Config, out: str | Path, progress: bool = True) -
     import torch
 
     from pneumoscope.data.collection import subtype_targets
-    from pneumoscope.models.augment import augment_batch
     from pneumoscope.models.bundle import load_bundle
     from pneumoscope.models.datamodule import XRayDataModule
-    from pneumoscope.models.forward import forward_images
     from pneumoscope.models.nets import build_net
 
     started = time.perf_counter()
@@ -196,25 +194,11 @@ def train_subtype_head(config: Config, out: str | Path, progress: bool = True) -
     images, _ = datamodule.arrays("train")
     targets = subtype_targets(datamodule.train_records)
     known = np.flatnonzero(targets >= 0)
-    generator = torch.Generator().manual_seed(config.train.seed)
     net = net.float().eval()
-    features, labels = [], []
-    for copy in range(config.train.epochs):
-        for start in range(0, len(known), 64):
-            chosen = known[start : start + 64]
-            pixels = np.asarray(images[chosen])
-            if copy > 0:  # the first pass sees each film as it is, the others augmented
-                batch = torch.from_numpy(pixels.astype(np.float32)).unsqueeze(1)
-                pixels = augment_batch(batch, config.augment, generator)[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
-            features.append(forward_images(net, pixels, features=True)[1])
-            labels.append(targets[chosen])
-        if progress:
-            print(f"features of pass {copy + 1}/{config.train.epochs} "
-                  f"({len(known)} films, {time.perf_counter() - started:.0f} s)", flush=True)
-    features, labels = np.concatenate(features), np.concatenate(labels)
-    if os.environ.get("PNEUMOSCOPE_DUMP_FEATURES"):  # recipe studies: the features, to refit at other penalties
-        np.savez(os.environ["PNEUMOSCOPE_DUMP_FEATURES"], features=features, labels=labels)
-    weight, bias = _fit_logistic(features, labels, config.train.subtype_l2)
+    features = frozen_features(net, images[known], config.augment, config.train.epochs, config.train.seed,
+                               progress=progress)
+    weight, bias = fit_logistic(np.concatenate(features), np.tile(targets[known], len(features)),
+                                 config.train.subtype_l2)
     with torch.no_grad():
         net.subtype_head[1].weight.copy_(torch.from_numpy(weight)[None, :])
         net.subtype_head[1].bias.fill_(bias)
@@ -232,14 +216,42 @@ def train_subtype_head(config: Config, out: str | Path, progress: bool = True) -
         "class_counts_train": [int(c) for c in datamodule.class_counts()],
         "seed": config.train.seed,
         "split_seed": config.data.split_seed,
-        "command": "pneumoscope " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None,
+        "command": _command_line(),
         "subtype_head_on": str(config.train.init_from),
         "backbone_training": training,
     }, card_sections=source.meta.get("card_sections"))
     return run_dir
 
 
-def _fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
+def frozen_features(
+    net: Any, images: np.ndarray, augment: Any, passes: int, seed: int, progress: bool = False
+) -> list[np.ndarray]:
+    """Penultimate features of uint8 ``images`` (N, S, S), one (N, D) array per pass: the first on
+    the films as they are, the others under ``augment`` (seeded), in batches of 64."""
+    import torch
+
+    from pneumoscope.models.augment import augment_batch
+    from pneumoscope.models.forward import forward_images
+
+    started = time.perf_counter()
+    generator = torch.Generator().manual_seed(seed)
+    passes_out = []
+    for index in range(passes):
+        chunks = []
+        for start in range(0, len(images), 64):
+            pixels = np.asarray(images[start : start + 64])
+            if index > 0:
+                batch = torch.from_numpy(pixels.astype(np.float32)).unsqueeze(1)
+                pixels = augment_batch(batch, augment, generator)[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
+            chunks.append(forward_images(net, pixels, features=True)[1])
+        passes_out.append(np.concatenate(chunks))
+        if progress:
+            print(f"features of pass {index + 1}/{passes} ({len(images)} films, "
+                  f"{time.perf_counter() - started:.0f} s)", flush=True)
+    return passes_out
+
+
+def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
     """Weights and bias of an L2-penalised logistic regression, both classes weighted alike (L-BFGS)."""
     import torch
 
@@ -260,6 +272,11 @@ def _fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float) -> tuple[
 
     optimizer.step(closure)
     return w.detach().float().numpy(), float(b.detach())
+
+
+def _command_line() -> str | None:
+    """The command that runs now, for the run's record (None when not run from the command line)."""
+    return "pneumoscope " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
 
 
 def _end_distributed() -> None:
@@ -377,8 +394,8 @@ def fit_subtype(
     }
     if rule.fit_on == "stressed" and pool_features is not None:
         pool_labels = np.tile(labels, len(pool_features) // len(labels))
-        stressed = subtype_metrics(pool_labels, pool_targets, np.ones(len(pool_labels)), 0.5,
-                                   sigmoid(pool_logits / temperature), cut, pool_patients, n_boot=200)
+        stressed = subtype_metrics(pool_labels, pool_targets, None, threshold, sigmoid(pool_logits / temperature), cut,
+                                   pool_patients, n_boot=200)
         record["validation_stressed"] = {**_subtype_keys(stressed), "split": "PNEUMONIA films of " + STRESSED_POOL_TEXT}
     return record
 

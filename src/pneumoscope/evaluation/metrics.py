@@ -234,12 +234,13 @@ def compute_metrics(
 
 
 def subtype_metrics(
-    labels: np.ndarray, subtypes: np.ndarray, p_pneumonia: np.ndarray, threshold: float,
+    labels: np.ndarray, subtypes: np.ndarray, p_pneumonia: np.ndarray | None, threshold: float,
     p_bacterial: np.ndarray, subtype_threshold: float, patients: Sequence[str] | None = None,
     n_boot: int = 1000,
 ) -> dict[str, Any] | None:
     """The subtype head on the PNEUMONIA films of known subtype (bacterial the positive class:
-    ``sensitivity`` is for bacterial, ``specificity`` for viral), plus the three-way matrix.
+    ``sensitivity`` is for bacterial, ``specificity`` for viral), plus the three-way matrix when
+    the pneumonia probabilities ``p_pneumonia`` are given.
 
     None when those films do not hold both subtypes (nothing to measure)."""
     subtypes = np.asarray(subtypes)
@@ -251,7 +252,8 @@ def subtype_metrics(
     metrics["n_viral"], metrics["n_bacterial"] = metrics.pop("n_normal"), metrics.pop("n_pneumonia")
     metrics["per_class"] = dict(zip(SUBTYPE_NAMES, metrics["per_class"].values()))
     metrics["positive_class"] = SUBTYPE_NAMES[1]
-    metrics["three_way"] = three_way_confusion(labels, subtypes, p_pneumonia, threshold, p_bacterial, subtype_threshold)
+    if p_pneumonia is not None:
+        metrics["three_way"] = three_way_confusion(labels, subtypes, p_pneumonia, threshold, p_bacterial, subtype_threshold)
     return metrics
 
 

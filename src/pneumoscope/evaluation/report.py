@@ -25,6 +25,7 @@ from pneumoscope.evaluation import figures
 from pneumoscope.evaluation.metrics import compute_metrics, paired_bootstrap_difference, predictions, subtype_metrics
 from pneumoscope.evaluation.scoring import score_paths
 from pneumoscope.models.bundle import Bundle, load_bundle
+from pneumoscope.models.card import KERMANY_SUBTYPE, three_way_table
 
 EVALUATE_FILES = (
     "metrics.json",
@@ -395,14 +396,13 @@ def _subtype_markdown(sub: dict[str, Any] | None) -> str:
             ("precision (bacterial)", sub["precision"], ""), ("ECE", sub["ece"], "")]
     table = "\n".join(f"| {name} | {value:.4f} | {ci} |" for name, value, ci in rows)
     three = sub["three_way"]
-    grid = "\n".join(f"| {name} | " + " | ".join(str(v) for v in row) + " |"
-                      for name, row in zip(three["classes"], three["matrix"]))
+    k = KERMANY_SUBTYPE
     return f"""## Bacterial vs viral pattern
 
 The subtype head on the {sub['n']} PNEUMONIA films of known subtype ({sub['n_bacterial']} bacterial,
 {sub['n_viral']} viral), at its own threshold {sub['threshold']:.4f} on p(bacterial). Kermany et al.
-(2018) report, on the official test split: AUC 0.940, accuracy 90.7 %, sensitivity 88.6 %,
-specificity 90.9 %. Telling the two apart on a film is uncertain even for radiologists.
+(2018) report, on the official test split: AUC {k['auc']:.3f}, accuracy {100 * k['accuracy']:.1f} %, sensitivity {100 * k['sensitivity']:.1f} %,
+specificity {100 * k['specificity']:.1f} %. Telling the two apart on a film is uncertain even for radiologists.
 
 | metric | value | 95 % CI (patient bootstrap) |
 |---|---:|---|
@@ -413,9 +413,7 @@ Confusion (rows true): viral {tv} right, {fb} called bacterial; bacterial {fv} c
 Three classes (rows true, columns answered; the pneumonia decision first, then the subtype on the
 films called PNEUMONIA), accuracy {three['accuracy']:.1%}:
 
-| true \\ answered | {' | '.join(three['classes'])} |
-|---|---:|---:|---:|
-{grid}
+{three_way_table(three)}
 
 ![subtype ROC](subtype_roc.png)
 """

@@ -145,7 +145,7 @@ def _run_exporters(graph: nn.Module, example: torch.Tensor, path: Path, outputs:
 
 def cached_export(bundle: Bundle) -> Path:
     """The ONNX file of ``bundle``, exported now if not cached; a temporary folder if the cache is read-only."""
-    target = cache_path(bundle.meta, bundle.config.name)
+    target = cache_path(bundle.meta)
     if target.is_file():
         return target
     log.warning("exporting model '%s' to ONNX Runtime (once per model, about half a minute; cached in %s)",

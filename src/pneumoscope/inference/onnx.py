@@ -82,20 +82,19 @@ def read_contract(model: Any) -> dict[str, Any]:
     return found
 
 
-def cache_path(meta: dict[str, Any], name: str) -> Path:
+def cache_path(meta: dict[str, Any]) -> Path:
     """Where the export of this exact model lives: keyed by the hashes of its weights and OOD
-    statistics, its decision values and the PyTorch that exports it (read from ``model.json``
-    alone, so finding a cached export never needs PyTorch)."""
+    statistics, its decision values (the ones sealed in the weights) and the PyTorch that exports
+    it, all read from ``model.json``, so finding a cached export never needs PyTorch."""
     from pneumoscope.data.cache import default_cache_dir
+    from pneumoscope.models.bundle import decision_values
 
     files = meta.get("files", {})
     key = hashlib.sha256(
         json.dumps([EXPORT_VERSION, _torch_version(), files.get("model.safetensors"), files.get("ood.safetensors"),
-                    float(meta["threshold"]), float(meta.get("temperature", 1.0)),
-                    (meta.get("ood") or {}).get("distance_threshold"), subtype_contract(meta.get("subtype"))])
-        .encode()
+                    decision_values(meta)], sort_keys=True).encode()
     ).hexdigest()[:24]
-    return default_cache_dir() / "onnx" / f"{name}-{key}.onnx"
+    return default_cache_dir() / "onnx" / f"{meta.get('name', 'model')}-{key}.onnx"
 
 
 def _torch_version() -> str:

@@ -112,15 +112,15 @@ def verdict(decoded: DecodedImage, distance: float | None, threshold: float | No
     than lungs): it is asked only of a grey image of plausible shape, since on a photograph
     "inverted" would be a false statement about the image; and when the features are already far,
     only a clearly negative score counts (noise scores about 0, an inverted film well below)."""
-    reasons = image_reasons(decoded)
+    file_reasons = image_reasons(decoded)
+    reasons = list(file_reasons)
     if distance is not None and threshold is not None and distance > threshold:
         reasons.append(
             f"the network's features are far from any chest X-ray it was trained on "
             f"(distance {distance:.0f} > {threshold:.0f})"
         )
-    if not image_reasons(decoded):  # a grey film of a plausible shape: is its anatomy upside down?
-        score = polarity(decoded.grey)
+    if not file_reasons:  # a grey film of a plausible shape: is its anatomy upside down?
         far = bool(reasons)
-        if score < (CLEARLY_INVERTED if far else MIN_POLARITY):
+        if polarity(decoded.grey) < (CLEARLY_INVERTED if far else MIN_POLARITY):
             reasons.insert(0, INVERTED)
     return OODVerdict(not reasons, tuple(reasons), distance)

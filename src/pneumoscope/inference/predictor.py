@@ -174,17 +174,15 @@ class Predictor:
         """The subtype head's operating point on ``p_bacterial`` (None: the model has no subtype head)."""
         self.subtype_temperature = float(subtype["temperature"]) if subtype else 1.0
         self._net = net
-        # float64 once, here: ood.mahalanobis converts with .double(), a free no-op on float64 tensors
-        # but ~6 ms per call on the 1280 x 1280 float32 precision matrix.
-        self._ood_stats = {key: value.double() for key, value in ood_stats.items()} if ood_stats else None
+        self._ood_stats = _float64(ood_stats)
         self._session = session
         self._session_outputs: list[str] = []
-        self._session_cam = False
+        self._graph_has_cam = False
         """Whether the ONNX graph returns the Grad-CAM layer's activation (heatmaps without a PyTorch pass)."""
         if session is not None:
             names = [o.name for o in session.get_outputs()]
             self._session_outputs = ["logit"] + [n for n in ("subtype_logit", "ood_distance") if n in names]
-            self._session_cam = "cam_activation" in names and net is not None
+            self._graph_has_cam = "cam_activation" in names
         self._cam: Any = None
         self._torch_lock = threading.Lock()
         """One PyTorch pass at a time: Grad-CAM's hooks on the shared network must see only their own pass."""
@@ -240,7 +238,7 @@ class Predictor:
         except ImportError:
             return None
         folder, meta = verified_meta(model)
-        path = cache_path(meta, _config_name(folder))
+        path = cache_path(meta)
         if not path.is_file():
             return None
         try:
@@ -261,9 +259,8 @@ class Predictor:
     def load_heatmap_network(self) -> None:
         """Load the PyTorch network that heatmaps need, if this predictor was started without it.
 
-        Call it from the thread that started the app, once the app is serving: CPython 3.11.7's
-        AST conversion is not thread-safe (gh-106905, fixed in 3.11.8), and importing PyTorch parses
-        source, so it must not run beside another import; answering requests parses none.
+        ``serve`` calls it once the app answers, with ``ast.parse`` serialised: CPython 3.11.7's AST
+        conversion is not thread-safe (gh-106905, fixed in 3.11.8), and importing PyTorch parses source.
         """
         if self._net_ready.is_set() or self._net_folder is None:
             return
@@ -272,8 +269,7 @@ class Predictor:
 
             bundle = load_bundle(self._net_folder)
             bundle.net.requires_grad_(False)
-            self._ood_stats = {key: value.double() for key, value in bundle.ood.items()} if bundle.ood else None
-            self._session_cam = "cam_activation" in [o.name for o in self._session.get_outputs()]
+            self._ood_stats = _float64(bundle.ood)
             self._net = bundle.net
         except Exception as exc:  # noqa: BLE001 - scoring goes on; heatmaps say why they are missing
             self._net_error = f"the PyTorch network could not be loaded ({type(exc).__name__}: {exc})"
@@ -351,6 +347,16 @@ class Predictor:
     def backend(self) -> str:
         """What scores an image without a heatmap: ``"onnxruntime"`` or ``"torch"``."""
         return "onnxruntime" if self._session is not None else "torch"
+
+    @property
+    def network_loaded(self) -> bool:
+        """Whether the PyTorch network is in place (heatmaps answer without waiting)."""
+        return self._net is not None
+
+    @property
+    def _session_cam(self) -> bool:
+        """Heatmaps from the ONNX run's CAM activation plus PyTorch's head gradient (needs the network)."""
+        return self._graph_has_cam and self._net is not None
 
     @property
     def has_subtype(self) -> bool:
@@ -539,12 +545,10 @@ class _Scores:
         return float(self.logits[index]), pick(self.subtype), pick(self.distances)
 
 
-def _config_name(folder: Path) -> str:
-    """The run's name from its ``config.yaml`` (what names the cached export), read without pydantic."""
-    import yaml
-
-    raw = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
-    return str(raw.get("name", folder.name))
+def _float64(stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    """OOD statistics as float64, once: ood.mahalanobis converts with ``np.asarray(.., float64)``, a
+    free no-op on float64 tensors but ~6 ms per call on the 1280 x 1280 float32 precision matrix."""
+    return {key: value.double() for key, value in stats.items()} if stats else None
 
 
 _DEFAULT: dict[str, Predictor] = {}

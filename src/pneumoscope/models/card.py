@@ -59,6 +59,13 @@ KERMANY_SUBTYPE = {"auc": 0.940, "accuracy": 0.907, "sensitivity": 0.886, "speci
 """Kermany et al. 2018 (Cell 172:1122), bacterial vs viral on their test split: the reference."""
 
 
+def three_way_table(three: dict[str, Any]) -> str:
+    """The NORMAL / bacterial / viral confusion matrix as Markdown (rows true, columns answered)."""
+    rows = "\n".join(f"| {name} | " + " | ".join(str(x) for x in row) + " |"
+                     for name, row in zip(three["classes"], three["matrix"]))
+    return f"| true \\ answered | {' | '.join(three['classes'])} |\n|---|---:|---:|---:|\n{rows}"
+
+
 def _subtype(meta: dict[str, Any]) -> str:
     """The bacterial-vs-viral section, for a model with a subtype head."""
     sub = meta.get("subtype")
@@ -72,15 +79,11 @@ def _subtype(meta: dict[str, Any]) -> str:
         f"| this model, stressed validation pool ({stressed['n']:,} films) | {stressed['auc']:.3f} | "
         f"{_pct(stressed['accuracy'])} | {_pct(stressed['sensitivity'])} | {_pct(stressed['specificity'])} |\n")
     three = v.get("three_way")
-    grid = "" if not three else "\n".join(
-        f"| {name} | " + " | ".join(str(x) for x in row) + " |" for name, row in zip(three["classes"], three["matrix"]))
     three_text = "" if not three else f"""
 Three classes on validation (rows true, columns answered; pneumonia decision first, then the
 subtype), accuracy {_pct(three['accuracy'])}:
 
-| true \\ answered | {' | '.join(three['classes'])} |
-|---|---:|---:|---:|
-{grid}
+{three_way_table(three)}
 """
     return f"""
 ## Bacterial or viral pattern (second head)
