@@ -25,22 +25,19 @@ FILES = {
 }
 
 EXAMPLE = '''from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError
 
 client = Client(URL)  # e.g. "http://127.0.0.1:7860/"; add auth=("USER", "PASS") when served with --auth
 
-# One image -> the prediction as a dict.
+# One image -> the prediction as a dict (the page shows the same dict under "Result as the API returns it").
 print(client.predict(handle_file(PNEUMONIA), api_name="/predict"))
 
 # Not a chest X-ray: the label is computed but is no diagnosis; the warnings say why.
 photo = client.predict(handle_file(PHOTO), api_name="/predict")
 print(photo["is_chest_xray"], photo["warnings"])
 
-# An unreadable file -> an error with a one-line message.
-try:
-    client.predict(handle_file(BROKEN), api_name="/predict")
-except AppError as err:
-    print("error:", err)
+# An unreadable file -> the same dict, no prediction, and the one-line reason in "error".
+broken = client.predict(handle_file(BROKEN), api_name="/predict")
+print(broken["label"], "|", broken["error"])
 
 # Many images -> a table (dict with headers and rows) and the same rows as a CSV file.
 table, csv_path = client.predict([handle_file(NORMAL), handle_file(BACTERIAL), handle_file(BROKEN)],
@@ -108,7 +105,8 @@ TEMPLATE = """# The web app's API
 | `/predict` | one file (PNG, JPEG or DICOM) | the prediction as a dict (below) |
 | `/predict_batch` | a list of files | a table (`headers`, `data`: one row per file: file, label, probability, pattern, warnings) and the same rows as a CSV file, which adds `p_bacterial` and `raw_probability` |
 
-The prediction's fields:
+The result's fields (one dict, on the page and from `/predict`):
+- `file`: the uploaded file's name (`null` when none was sent);
 - `label`: `NORMAL` or `PNEUMONIA`;
 - `probability`: calibrated probability of pneumonia;
 - `threshold`: the label is `PNEUMONIA` when `probability >= threshold`;
@@ -122,9 +120,10 @@ The prediction's fields:
   the bacterial pattern, and the sentence the page shows. A pattern, not a diagnosis of the cause.
   `null` otherwise.
 
-**Errors have one shape.** An unreadable file (or none) makes `/predict` raise
-`gradio_client.exceptions.AppError` with a one-line message, the same message the page shows in
-its error card. In `/predict_batch` it is a row labelled `ERROR`, with the message in `warnings`.
+- `error`: `null` when the file was scored. For an unreadable file (or none) it is the one-line reason,
+  the same message the page's error card shows, and every prediction field is `null` (`warnings` is
+  empty): `/predict` answers, it does not raise, as `pneumoscope predict` writes a row with an `error`.
+  In `/predict_batch` such a file is a row labelled `ERROR`, with the message in `warnings`.
 
 `/predict` scores without a heatmap (ONNX Runtime); the page's Grad-CAM is not on the API. Uploads
 are deleted from the server once predicted, as in the page.

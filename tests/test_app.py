@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,7 @@ def test_upload_is_deleted_after_prediction(app: App, pneumonia_original: Path, 
     assert app.predict_one(str(good), True, 0.5).result["label"] in ("NORMAL", "PNEUMONIA")
     assert not good.exists() and not good.parent.exists()  # the hash-named folder goes too
     bad = upload_copy(app, odd_files["broken"])
-    assert "error" in app.predict_one({"path": str(bad)}, True, 0.5).result  # Gradio's payload form
+    assert app.predict_one({"path": str(bad)}, True, 0.5).result["error"]  # Gradio's payload form
     assert not bad.exists()
     assert list(app.upload_dir.iterdir()) == []
 
@@ -116,14 +117,17 @@ def test_same_file_uploaded_twice_survives_the_first_prediction(app: App, normal
 def test_unreadable_file_is_one_line_in_the_page(app: App, odd_files: dict[str, Path], which: str) -> None:
     out = app.predict_one(str(odd_files[which]), True, 0.45)
     assert 'id="ps-error"' in out.card and "Cannot read this file" in out.card
-    assert set(out.result) == {"error"} and "\n" not in out.result["error"] and "Traceback" not in out.card
+    assert out.result["error"] and "\n" not in out.result["error"] and "Traceback" not in out.card
+    assert out.result["file"] == odd_files[which].name and odd_files[which].name in out.card  # names its file
+    assert out.result["label"] is None and out.result["probability"] is None
     assert out.picture == "" and out.state is None
     assert odd_files[which].is_file()  # outside the private folder: not ours to delete
 
 
 def test_no_file(app: App) -> None:
     out = app.predict_one(None, True, 0.45)
-    assert out.result == {"error": "Upload a chest X-ray first"} and "ps-error" in out.card
+    assert out.result["error"] == "Upload a chest X-ray first" and out.result["file"] is None
+    assert out.result["label"] is None and "ps-error" in out.card
     assert "Upload a chest X-ray first" in out.card and "Cannot read" not in out.card
 
 
@@ -168,15 +172,21 @@ def test_dicom_upload(app: App, normal_original: Path, tmp_path: Path) -> None:
     assert out.result["label"] == app.predictor.predict(normal_original).label
 
 
-def test_api_predict(app: App, pneumonia_original: Path, odd_files: dict[str, Path]) -> None:
-    import gradio as gr
-
+def test_api_predict_has_the_pages_shape(app: App, pneumonia_original: Path, odd_files: dict[str, Path]) -> None:
+    """/predict and the page's "Result as the API returns it" are one dict, for a good file, an
+    unreadable one and none: the same keys, the file's name, and ``error`` None or one line."""
     result = app.api_predict(str(pneumonia_original))
-    assert result == app.predictor.predict(pneumonia_original).to_dict()
-    with pytest.raises(gr.Error, match="truncated|corrupt|damaged"):
-        app.api_predict(str(odd_files["broken"]))
-    with pytest.raises(gr.Error, match="Upload a chest X-ray first"):
-        app.api_predict(None)
+    assert result == {"file": pneumonia_original.name, **app.predictor.predict(pneumonia_original).to_dict(),
+                      "error": None}
+    page = app.predict_one(str(pneumonia_original), False, 0.5).result
+    assert page == result
+    broken = app.api_predict(str(odd_files["broken"]))
+    assert list(broken) == list(result) and broken["file"] == "broken.jpeg"
+    assert broken["label"] is None and re.search("truncated|corrupt|damaged", broken["error"])
+    assert broken == app.predict_one(str(odd_files["broken"]), False, 0.5).result
+    nothing = app.api_predict(None)
+    assert list(nothing) == list(result) and nothing["error"] == "Upload a chest X-ray first"
+    assert nothing == app.predict_one(None, False, 0.5).result
 
 
 def test_predict_batch(app: App, normal_original: Path, pneumonia_original: Path, odd_files: dict[str, Path]) -> None:
@@ -263,7 +273,6 @@ def test_api_lists_the_two_endpoints(client) -> None:
 def test_api_predict_and_broken_file(served, client, normal_original: Path, pneumonia_original: Path,
                                      odd_files: dict[str, Path]) -> None:
     from gradio_client import handle_file
-    from gradio_client.exceptions import AppError
 
     for path in (normal_original, pneumonia_original):
         result = client.predict(handle_file(str(path)), api_name="/predict")
@@ -271,9 +280,9 @@ def test_api_predict_and_broken_file(served, client, normal_original: Path, pneu
         assert result["label"] == expected.label
         assert result["probability"] == pytest.approx(expected.probability, abs=1e-6)
         assert result["is_chest_xray"] is True
-    with pytest.raises(AppError, match="truncated|corrupt|damaged") as caught:
-        client.predict(handle_file(str(odd_files["broken"])), api_name="/predict")
-    assert "Traceback" not in str(caught.value)
+    broken = client.predict(handle_file(str(odd_files["broken"])), api_name="/predict")
+    assert re.search("truncated|corrupt|damaged", broken["error"]) and broken["label"] is None
+    assert "Traceback" not in broken["error"] and broken["file"] == odd_files["broken"].name
     # ... and the server still answers.
     again = client.predict(handle_file(str(pneumonia_original)), api_name="/predict")
     assert again["label"] == served.app.predictor.predict(pneumonia_original).label

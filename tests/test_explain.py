@@ -85,3 +85,25 @@ def test_overlay_blends_grey_and_colour() -> None:
     assert (coloured[..., 0] != coloured[..., 2]).any()  # jet: red and blue differ where the map is hot or cold
     resized = overlay_heatmap(grey, np.zeros((7, 7), dtype=np.float32), alpha=0.5)
     assert resized.size == (200, 100)
+
+
+def test_map_explains_the_predicted_class(predictor: Predictor, normal_original: Path, pneumonia_original: Path) -> None:
+    """A film labelled NORMAL gets the map of what lowered the pneumonia score, not a stretched-out
+    map of faint evidence for pneumonia; a film labelled PNEUMONIA, the map of what raised it."""
+    from pneumoscope.inference.explain import grad_cam_from_activation
+    from pneumoscope.inference.predictor import prepare_image
+
+    if predictor._session is None:
+        pytest.skip("onnxruntime not installed")
+    predictor._wait_for_net()
+    for path, label in ((normal_original, "NORMAL"), (pneumonia_original, "PNEUMONIA")):
+        result = predictor.predict(path, heatmap=True)
+        assert result.label == label
+        pixels = prepare_image(path, predictor.image_size, keep_display=False).pixels[None]
+        activation = predictor._run_session(["cam_activation"], pixels)[0]
+        toward_pneumonia = grad_cam_from_activation(predictor._net, activation)  # no decision: +logit
+        shown = grad_cam_from_activation(predictor._net, activation, predictor.decision_logit)
+        if label == "PNEUMONIA":
+            np.testing.assert_allclose(shown, toward_pneumonia, atol=1e-6)
+        else:
+            assert np.corrcoef(shown.ravel(), toward_pneumonia.ravel())[0, 1] < 0.5, "NORMAL map is the pneumonia map"

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -70,8 +71,14 @@ def test_json_output_recursive_and_heatmaps(folder: Path, model_path: Path, tmp_
     assert all(r["error"] is None and isinstance(r["probability"], float) for r in rows)
     written = sorted(p.name for p in maps.iterdir())
     assert written == ["deeper_gradcam.png", "normal_gradcam.png", "pneumonia_gradcam.png"]
+    assert [Path(r["heatmap"]).name for r in rows] == ["deeper_gradcam.png", "normal_gradcam.png", "pneumonia_gradcam.png"]
     with Image.open(maps / "normal_gradcam.png") as overlay:
-        assert overlay.mode == "RGB" and min(overlay.size) >= 224
+        # Drawn at a readable size, with a band under the picture: label, probability, what the
+        # map explains and a colour bar (the jet map's blue-to-red, a strip of saturated colours).
+        assert overlay.mode == "RGB" and max(overlay.size) >= 640 and overlay.height > overlay.width * 0.5
+        band = np.asarray(overlay)[-overlay.height // 6:]
+        saturation = band.max(axis=2).astype(int) - band.min(axis=2)
+        assert (saturation > 150).mean() > 0.05, "no colour bar under the heatmap"
 
 
 def test_csv_on_stdout(folder: Path, model_path: Path, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ instead of being written to Gradio's cache; nothing about an image is logged; th
 to loopback and makes no public link unless asked. Every failure becomes one line in the page
 and the server keeps serving.
 
-The same predictions are on Gradio's API: ``/predict`` (one file -> the prediction as a dict,
-an unreadable file raises an error with a one-line message) and ``/predict_batch`` (files ->
-table and CSV); ``docs/api.md`` shows a ``gradio_client`` session.
+The same predictions are on Gradio's API: ``/predict`` (one file -> the dict the page shows under
+"Result as the API returns it"; an unreadable file gives the same dict with its one-line reason
+in ``error``) and ``/predict_batch`` (files -> table and CSV); ``docs/api.md`` shows a
+``gradio_client`` session.
 
 Gradio and the model are imported only when :func:`serve` runs; this module imports neither.
 """
@@ -83,16 +84,32 @@ NO_UPLOAD = "Upload a chest X-ray first"
 """What Predict says with no file: there is no file that could not be read."""
 
 
-def error_card(message: str) -> str:
-    return f'<div class="ps-card ps-error" id="ps-error"><b>Cannot read this file:</b> {html.escape(message)}</div>'
+def _file_line(name: str | None) -> str:
+    """Which upload a card is about: a result never stands without its file's name."""
+    return f'<div class="ps-file" id="ps-file">{html.escape(name)}</div>' if name else ""
+
+
+def error_card(message: str, name: str | None = None) -> str:
+    return (f'<div class="ps-card ps-error" id="ps-error">{_file_line(name)}<b>Cannot read this file:</b> '
+            f"{html.escape(message)}</div>")
 
 
 def notice_card(message: str) -> str:
     return f'<div class="ps-card ps-error" id="ps-error"><b>{html.escape(message)}</b></div>'
 
 
-def result_card(prediction: Any) -> str:
-    """The label, probability, threshold and a confidence bar; a warning instead when not an X-ray."""
+def api_result(name: str | None, prediction: Any = None, error: str | None = None) -> dict[str, Any]:
+    """The one shape of a single-image result, on the page and from ``/predict`` alike: ``file``,
+    the prediction's fields (``RESULT_FIELDS``; None when there is none), and ``error`` (None, or
+    the one-line reason the file could not be read). docs/api.md shows both cases."""
+    from pneumoscope.inference.predictor import RESULT_FIELDS
+
+    fields = prediction.to_dict() if prediction is not None else {**dict.fromkeys(RESULT_FIELDS), "warnings": []}
+    return {"file": name, **fields, "error": error}
+
+
+def result_card(prediction: Any, name: str | None = None) -> str:
+    """The file's name, label, probability, threshold and a confidence bar; a warning instead when not an X-ray."""
     probability = prediction.probability
     percent = 100 * probability
     threshold = 100 * prediction.threshold
@@ -112,13 +129,15 @@ def result_card(prediction: Any) -> str:
         # The card's heading already says it is no chest X-ray; the bullets give the reasons only.
         reasons = "".join(f"<li>{html.escape(reason)}</li>" for reason in prediction.warnings if reason != NOT_A_DIAGNOSIS)
         return (
-            '<div class="ps-card ps-warning" id="ps-warning"><b>This does not look like a chest X-ray.</b> '
+            f'<div class="ps-card ps-warning" id="ps-warning">{_file_line(name)}'
+            "<b>This does not look like a chest X-ray.</b> "
             "The model was trained only on frontal chest radiographs, so its output here is not a "
             f"diagnosis and is not shown as one.<ul>{reasons}</ul>"
             f"<details><summary>raw model output</summary>{figures}</details></div>"
         )
     return (
-        f'<div class="ps-card"><div class="ps-label" id="ps-label" style="color:{colour}">{prediction.label}</div>'
+        f'<div class="ps-card">{_file_line(name)}'
+        f'<div class="ps-label" id="ps-label" style="color:{colour}">{prediction.label}</div>'
         f'{figures}{_subtype_html(prediction)}<div class="ps-note">{DISCLAIMER}</div></div>'
     )
 
@@ -138,23 +157,27 @@ NO_HEATMAP_NOT_XRAY = "this does not look like a chest X-ray"
 
 def images_html(
     image: np.ndarray | None, heatmap: np.ndarray | None, show_heatmap: bool, opacity: float,
-    no_heatmap: str = NO_HEATMAP_ONNX,
+    no_heatmap: str = NO_HEATMAP_ONNX, label: str = "PNEUMONIA",
 ) -> str:
-    """The image as read, or the Grad-CAM overlay on it, as an inline picture; ``no_heatmap`` says why there is none."""
+    """The image as read, or the Grad-CAM overlay on it with its colour bar, as an inline picture;
+    ``label``: the class the map explains; ``no_heatmap`` says why there is none."""
     if image is None:
         return ""
     picture: Any = image
-    caption = "The image as read"
+    caption, scale = "The image as read", ""
     if show_heatmap and heatmap is not None:
-        from pneumoscope.inference.explain import overlay_heatmap
+        from pneumoscope.inference.explain import explanation, legend, overlay_heatmap
 
         picture = overlay_heatmap(image, heatmap.astype(np.float32), alpha=float(opacity))
-        caption = "Grad-CAM: the regions that raised the pneumonia score (not a map of the disease)"
+        caption = explanation(label)
+        scale = (f'<div class="ps-colourbar" id="ps-colourbar" title="Grad-CAM scale"><span>weaker</span>'
+                 f'<div class="ps-gradient" style="background:linear-gradient(to right,{",".join(legend())})"></div>'
+                 "<span>stronger</span></div>")
     elif show_heatmap:
         caption += f" (no heatmap: {no_heatmap})"
     return (
         f'<figure class="ps-figure"><img id="ps-image" src="{_data_uri(picture)}" alt="{html.escape(caption)}"/>'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        f"{scale}<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
 
 
@@ -248,7 +271,7 @@ class SingleResult(NamedTuple):
     picture: str
     """The image as read, or its Grad-CAM overlay, as HTML with an inline image."""
     result: dict[str, Any]
-    """What the API returns: the prediction's dict, or ``{"error": message}``."""
+    """What ``/predict`` returns for the same file (:func:`api_result`)."""
     state: dict[str, Any] | None
     """The image and heatmap kept for redrawing when the toggle or the opacity change."""
     upload: None
@@ -323,47 +346,46 @@ class App:
         """Predict one upload (a path) for the page; never raises."""
         path = _path_of(upload)
         if not path:
-            return SingleResult(notice_card(NO_UPLOAD), "", {"error": NO_UPLOAD}, None, None)
-        seen = _identity(path)
+            return SingleResult(notice_card(NO_UPLOAD), "", api_result(None, error=NO_UPLOAD), None, None)
+        name, seen = Path(path).name, _identity(path)
         try:
             prediction = self.predictor.predict(path, heatmap=self.predictor.can_explain)
         except Exception as exc:  # every failure is one line in the page, never a traceback
             message = _message(exc)
-            return SingleResult(error_card(message), "", {"error": message}, None, None)
+            return SingleResult(error_card(message, name), "", api_result(name, error=message), None, None)
         finally:
             self.discard(path, seen)
         heatmap = None if prediction.heatmap is None else prediction.heatmap.astype(np.float16)
         reason = NO_HEATMAP_ONNX
         if not prediction.is_chest_xray:  # no "regions that raised the pneumonia score" on a photograph
             heatmap, reason = None, NO_HEATMAP_NOT_XRAY
-        state = {"image": prediction.image, "heatmap": heatmap, "no_heatmap": reason}
-        picture = images_html(prediction.image, heatmap, show_heatmap, opacity, reason)
-        return SingleResult(result_card(prediction), picture, prediction.to_dict(), state, None)
+        state = {"image": prediction.image, "heatmap": heatmap, "no_heatmap": reason, "label": prediction.label}
+        picture = images_html(prediction.image, heatmap, show_heatmap, opacity, reason, prediction.label)
+        return SingleResult(result_card(prediction, name), picture, api_result(name, prediction), state, None)
 
     def redraw(self, state: dict[str, Any] | None, show_heatmap: bool, opacity: float) -> Any:
         if not state:
             import gradio as gr
 
             return gr.skip()  # nothing predicted yet, or the session's state expired: leave the page as is
-        return images_html(state["image"], state["heatmap"], show_heatmap, opacity, state["no_heatmap"])
+        return images_html(state["image"], state["heatmap"], show_heatmap, opacity, state["no_heatmap"],
+                           state.get("label", "PNEUMONIA"))
 
     # ------------------------------------------------------------------ the API
     def api_predict(self, image: Any) -> dict[str, Any]:
-        """One file -> its prediction (``Prediction.to_dict``: label, probability, threshold, is_chest_xray,
-        warnings, ood_distance, subtype, p_bacterial, subtype_pattern).
+        """One file -> :func:`api_result`: the page's "Result as the API returns it", exactly.
 
-        An unreadable file raises an error whose message is one line, for the client to show.
+        An unreadable file (or none) is an answer too, with the one-line reason in ``error`` and
+        no prediction fields, as a failed file is a row with an ``error`` in ``pneumoscope predict``.
         """
-        import gradio as gr
-
         path = _path_of(image)
         if not path:
-            raise gr.Error(NO_UPLOAD, print_exception=False)
-        seen = _identity(path)
+            return api_result(None, error=NO_UPLOAD)
+        name, seen = Path(path).name, _identity(path)
         try:
-            return self.predictor.predict(path).to_dict()
+            return api_result(name, self.predictor.predict(path))
         except Exception as exc:
-            raise gr.Error(_message(exc), print_exception=False) from None
+            return api_result(name, error=_message(exc))
         finally:
             self.discard(path, seen)
 
@@ -416,6 +438,9 @@ CSS = """
 .ps-fill{height:100%;border-radius:8px}
 .ps-mark{position:absolute;top:-4px;width:2px;height:24px;background:#000}
 .ps-note{font-size:.85em;opacity:.75}
+.ps-file{font-family:ui-monospace,monospace;font-size:.9em;opacity:.8;margin-bottom:4px;overflow-wrap:anywhere}
+.ps-colourbar{display:flex;align-items:center;gap:6px;font-size:.85em;max-width:760px;margin:4px 0}
+.ps-gradient{flex:1;height:12px;border-radius:3px}
 .ps-subtype{font-size:1.1em;font-weight:600;margin-top:8px}
 .ps-figure{margin:0}
 .ps-figure img{width:100%;max-width:760px;height:auto}

@@ -26,9 +26,11 @@ from pneumoscope.data.images import ImageLoadError
 from pneumoscope.inference.predictor import Prediction, PreparedImage, prepare_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".dic"}
-COLUMNS = ["path", "label", "probability", "threshold", "is_chest_xray", "subtype", "p_bacterial", "error", "warnings"]
+COLUMNS = ["path", "label", "probability", "threshold", "is_chest_xray", "subtype", "p_bacterial", "heatmap", "error",
+           "warnings"]
 """``subtype`` / ``p_bacterial``: bacterial-vs-viral pattern, filled only for a PNEUMONIA film that
-passes as a chest X-ray, by a model with a subtype head (empty otherwise)."""
+passes as a chest X-ray, by a model with a subtype head (empty otherwise). ``heatmap``: the PNG
+saved for this row with ``--heatmaps`` (two inputs both named ``x.jpeg`` get different files)."""
 DECODE_TIMEOUT_S = 120.0
 """A file not decoded within this becomes an error row: a worker killed mid-file (the kernel's
 OOM killer, a crashing codec) never answers, and waiting for it would hang the whole run."""
@@ -135,33 +137,40 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def _row(path: str, prediction: Prediction | None, error: str | None) -> dict[str, Any]:
+def _row(path: str, prediction: Prediction | None, error: str | None, heatmap: str | None = None) -> dict[str, Any]:
     if prediction is None:
         return {"path": path, "label": None, "probability": None, "threshold": None,
-                "is_chest_xray": None, "subtype": None, "p_bacterial": None, "error": error, "warnings": []}
+                "is_chest_xray": None, "subtype": None, "p_bacterial": None, "heatmap": None, "error": error,
+                "warnings": []}
     return {"path": path, "label": prediction.label, "probability": prediction.probability,
             "threshold": prediction.threshold, "is_chest_xray": prediction.is_chest_xray,
-            "subtype": prediction.subtype, "p_bacterial": prediction.p_bacterial,
+            "subtype": prediction.subtype, "p_bacterial": prediction.p_bacterial, "heatmap": heatmap,
             "error": None, "warnings": list(prediction.warnings)}
 
 
 class _HeatmapWriter:
-    """Overlay PNGs named after their input (``<stem>_gradcam.png``), never overwriting one another."""
+    """Annotated overlay PNGs named after their input (``<stem>_gradcam.png``), never overwriting
+    one another; none for an image that does not look like a chest X-ray (as on the page)."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.used: set[str] = set()
 
-    def write(self, path: str, prediction: Prediction) -> None:
-        if prediction.overlay is None:
-            return
+    def write(self, path: str, prediction: Prediction) -> str | None:
+        """Save the picture; return the file's path (None when there is no map to save)."""
+        if prediction.overlay is None or not prediction.is_chest_xray:
+            return None
+        from pneumoscope.inference.explain import annotated
+
         stem = Path(path).stem
         name, index = f"{stem}_gradcam.png", 1
         while name in self.used:
             name, index = f"{stem}-{index}_gradcam.png", index + 1
         self.used.add(name)
-        prediction.overlay.save(self.folder / name)
+        annotated(prediction.overlay, prediction.label, prediction.probability, prediction.threshold).save(
+            self.folder / name)
+        return str(self.folder / name)
 
 
 def _start_pool(workers: int, files: int) -> Any:
@@ -259,7 +268,8 @@ def run_batch(
             predictions = iter(predictor.predict_prepared(ready, heatmap=bool(heatmaps), batch_size=batch_size))
             for path, item, error in pending:
                 prediction = next(predictions) if item is not None else None
-                rows.write(_row(path, prediction, error))
+                saved = painter.write(path, prediction) if painter is not None and prediction is not None else None
+                rows.write(_row(path, prediction, error, saved))
                 if prediction is None:
                     failed += 1
                     bar.write(f"error: {path}: {error}", file=sys.stderr)
@@ -269,8 +279,6 @@ def run_batch(
                     reasons = "; ".join(prediction.warnings[:-1]) or "unlike the training images"
                     bar.write(f"warning: {path}: does not look like a chest X-ray ({reasons}); "
                               f"its label {prediction.label} is not a diagnosis", file=sys.stderr)
-                if painter is not None:
-                    painter.write(path, prediction)
             rows.flush()
             bar.update(len(pending))
             pending.clear()

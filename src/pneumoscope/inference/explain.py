@@ -1,4 +1,10 @@
-"""Grad-CAM for the pneumonia score, computed in the same pass that gives the probability.
+"""Grad-CAM for the predicted class, computed in the same pass that gives the probability.
+
+The map explains the label the image received: for PNEUMONIA, the regions whose features raised
+the pneumonia score; for NORMAL, those that lowered it. (A map of the pneumonia score on a film
+scored 0.004 would stretch faint, meaningless evidence over the full colour range.) Each map is
+scaled to its own strongest region, so colour says "where", relative to the rest of that image,
+never "how much" across images; :func:`legend` and :func:`annotated` say so beside the picture.
 
 Two routes give the same map. With ONNX Runtime (the default), the exported graph also returns
 the Grad-CAM layer's activation, and :func:`grad_cam_from_activation` runs autograd through the
@@ -36,8 +42,18 @@ DEFAULT_COLORMAP = "jet"
 DEFAULT_ALPHA = 0.45
 
 
-class _PneumoniaScore(nn.Module):
-    """The net as MONAI expects a classifier, ``(B, C)`` scores: column 0 is the pneumonia logit.
+def toward_predicted(logit: torch.Tensor, decision: float | None) -> torch.Tensor:
+    """+1 where the image is labelled PNEUMONIA (logit at or above ``decision``), -1 where NORMAL:
+    the sign that turns the pneumonia logit into the score of the predicted class. ``None``: +1."""
+    if decision is None:
+        return torch.ones_like(logit)
+    return torch.where(logit.detach() >= decision, 1.0, -1.0).to(logit.dtype)
+
+
+class _PredictedClassScore(nn.Module):
+    """The net as MONAI expects a classifier, ``(B, 1)`` scores: the predicted class's score,
+    +logit for an image labelled PNEUMONIA and -logit for one labelled NORMAL (MONAI's per-sample
+    ``class_idx`` picks a column for the whole batch, so the sign is applied here instead).
 
     It also remembers the logit and the features of the last pass, so the caller gets the
     probability and the OOD distance from the very pass that produced the map.
@@ -46,6 +62,7 @@ class _PneumoniaScore(nn.Module):
     def __init__(self, net: PneumoNet) -> None:
         super().__init__()
         self.net = net
+        self.decision: float | None = None
         self.last_logit: torch.Tensor | None = None
         self.last_features: torch.Tensor | None = None
 
@@ -53,7 +70,7 @@ class _PneumoniaScore(nn.Module):
         features = self.net.embed(pixels)
         logit = self.net.classify(features)
         self.last_logit, self.last_features = logit.detach(), features.detach()
-        return logit.unsqueeze(1)
+        return (toward_predicted(logit, self.decision) * logit).unsqueeze(1)
 
 
 @dataclass(frozen=True)
@@ -63,17 +80,18 @@ class CamResult:
     features: np.ndarray
     """(B, D) penultimate features."""
     maps: np.ndarray
-    """(B, h, w) float32 Grad-CAM at the CAM layer's resolution, scaled to [0, 1] per image."""
+    """(B, h, w) float32 Grad-CAM of each image's predicted class at the CAM layer's resolution,
+    scaled to [0, 1] per image."""
 
 
 class GradCam:
-    """Grad-CAM of the pneumonia logit over a :class:`PneumoNet`; thread-safe (one pass at a time)."""
+    """Grad-CAM of the predicted class over a :class:`PneumoNet`; thread-safe (one pass at a time)."""
 
     def __init__(self, net: PneumoNet) -> None:
         from monai.visualize import GradCAM  # imported here: monai costs seconds to import
 
         self.net = net
-        self._scorer = _PneumoniaScore(net).eval()
+        self._scorer = _PredictedClassScore(net).eval()
         layer = dict(net.named_modules()).get(net.cam_layer)
         if layer is None:
             raise ValueError(f"the network has no layer named {net.cam_layer!r} for Grad-CAM")
@@ -88,10 +106,13 @@ class GradCam:
             return None
         return (args[0].detach().requires_grad_(True), *args[1:])
 
-    def __call__(self, pixels: np.ndarray) -> CamResult:
-        """``pixels``: uint8 (B, S, S), the network's input."""
+    def __call__(self, pixels: np.ndarray, decision: float | None = None) -> CamResult:
+        """``pixels``: uint8 (B, S, S), the network's input; ``decision``: the logit where the label
+        turns PNEUMONIA (:func:`~pneumoscope.models.decision.decision_logit`); None explains the
+        pneumonia score of every image."""
         batch = torch.from_numpy(np.ascontiguousarray(pixels)).float().unsqueeze(1)
         with self._lock:
+            self._scorer.decision = decision
             self._active = True
             try:
                 with torch.enable_grad():
@@ -110,17 +131,19 @@ def _scaled(maps: torch.Tensor) -> np.ndarray:
     return torch.where(span > 0, (maps - low) / span.clamp_min(1e-12), torch.zeros_like(maps)).numpy()
 
 
-def grad_cam_from_activation(net: PneumoNet, activation: np.ndarray) -> np.ndarray:
+def grad_cam_from_activation(net: PneumoNet, activation: np.ndarray, decision: float | None = None) -> np.ndarray:
     """Grad-CAM maps (B, h, w) in [0, 1] from the CAM layer's activation (B, C, h, w).
 
-    The same arithmetic as MONAI's GradCAM (channel weights = mean gradient of the pneumonia
-    logit over each channel's map; weighted sum; ReLU), with the gradient taken through the
-    network's head alone. Thread-safe: no hooks, a fresh graph per call.
+    The same arithmetic as MONAI's GradCAM (channel weights = mean gradient of the predicted
+    class's score over each channel's map; weighted sum; ReLU), with the gradient taken through
+    the network's head alone. ``decision`` as for :class:`GradCam`. Thread-safe: no hooks, a
+    fresh graph per call.
     """
     z = torch.from_numpy(np.ascontiguousarray(activation, dtype=np.float32)).requires_grad_(True)
     with torch.enable_grad():
         logit = net.classify(net.features_from_cam(z))
-        (gradient,) = torch.autograd.grad(logit.sum(), z)
+        score = toward_predicted(logit, decision) * logit
+        (gradient,) = torch.autograd.grad(score.sum(), z)
     weights = gradient.mean(dim=(2, 3), keepdim=True)
     return _scaled(torch.relu((weights * z.detach()).sum(dim=1)))
 
@@ -156,3 +179,70 @@ def overlay_heatmap(
     colour = _lut(colormap)[np.clip(np.rint(heatmap * 255.0), 0, 255).astype(np.uint8)]
     blended = grey[..., None].astype(np.float32) * (1.0 - alpha) + colour * alpha
     return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8))
+
+
+def explanation(label: str) -> str:
+    """What a map of an image labelled ``label`` shows, in words that are true of the picture."""
+    effect = "raised" if label == "PNEUMONIA" else "lowered"
+    return (f"Grad-CAM for the label {label}: the regions whose features {effect} the pneumonia score, "
+            "relative to this image's strongest region (where the model looked, not a map of disease)")
+
+
+def legend(colormap: str = DEFAULT_COLORMAP, stops: int = 9) -> list[str]:
+    """The colour map as ``stops`` CSS hex colours, weakest to strongest: a colour bar's gradient."""
+    colours = _lut(colormap)[np.linspace(0, 255, stops).round().astype(int)]
+    return ["#%02x%02x%02x" % tuple(int(c) for c in colour) for colour in colours]
+
+
+ANNOTATED_MIN_SIDE = 640
+"""A saved heatmap is drawn at least this wide or high (small inputs are enlarged) so it can be read."""
+
+
+def annotated(overlay: Image.Image, label: str, probability: float, threshold: float,
+              colormap: str = DEFAULT_COLORMAP) -> Image.Image:
+    """The overlay with what it means drawn under it: the label and probability, what the map
+    explains, and a colour bar from weaker to stronger. What ``predict --heatmaps`` saves."""
+    from PIL import ImageDraw, ImageFont
+
+    scale = max(1.0, ANNOTATED_MIN_SIDE / max(overlay.size))
+    if scale > 1.0:
+        overlay = overlay.resize((round(overlay.width * scale), round(overlay.height * scale)), Image.Resampling.BILINEAR)
+    width = overlay.width
+    size = max(12, width // 48)
+    font, small = ImageFont.load_default(size=size + 4), ImageFont.load_default(size=size)
+    lines = _wrap(explanation(label), small, width - 2 * size)
+    band = size * 2 + (size + 6) + len(lines) * (size + 4) + size * 3
+    canvas = Image.new("RGB", (width, overlay.height + band), "white")
+    canvas.paste(overlay, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    y = overlay.height + size // 2
+    draw.text((size, y), f"{label}   pneumonia probability {probability:.3f} (threshold {threshold:.3f})",
+              fill="black", font=font)
+    y += size + 10
+    for line in lines:
+        draw.text((size, y), line, fill="#333333", font=small)
+        y += size + 4
+    y += size // 2
+    bar_left, bar_right = size + draw.textlength("weaker ", font=small), width - size - draw.textlength(" stronger", font=small)
+    lut = _lut(colormap).astype(np.uint8)
+    strip = Image.fromarray(np.repeat(lut[None], size, axis=0)).resize((int(bar_right - bar_left), size))
+    canvas.paste(strip, (int(bar_left), y))
+    draw.text((size, y), "weaker", fill="black", font=small)
+    draw.text((bar_right + draw.textlength(" ", font=small), y), "stronger", fill="black", font=small)
+    return canvas
+
+
+def _wrap(text: str, font: object, width: float) -> list[str]:
+    """``text`` broken into lines no wider than ``width`` pixels in ``font``."""
+    from PIL import ImageDraw
+
+    measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+    lines, line = [], ""
+    for word in text.split():
+        candidate = f"{line} {word}".strip()
+        if line and measure.textlength(candidate, font=font) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    return lines + ([line] if line else [])

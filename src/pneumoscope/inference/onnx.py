@@ -33,7 +33,7 @@ from typing import Any
 
 from pneumoscope.errors import ModelLoadError
 
-EXPORT_VERSION = 3
+EXPORT_VERSION = 4
 """Bumped whenever the graph's inputs, outputs or metadata change: old cached exports are then ignored."""
 OPSET = 18
 INPUT = "pixels"
@@ -42,7 +42,7 @@ META_PREFIX = "pneumoscope."
 PREPROCESSING = (
     "Decode with pneumoscope.data.images.decode_image(source, reduce_to=image_size): one grey uint8 "
     "channel (DICOM modality/VOI LUT and MONOCHROME1 inversion applied, deeper bit depths stretched "
-    "linearly, JPEG decoded at the smallest DCT scale that keeps at least image_size pixels a side); "
+    "linearly, JPEG decoded at the smallest DCT scale that keeps at least 2 x image_size pixels a side); "
     "resize to image_size x image_size with PIL bilinear (antialiased), aspect ratio not kept; feed "
     "float32 (B, 1, image_size, image_size) with values 0..255. Normalisation is inside the graph."
 )

@@ -36,7 +36,7 @@ from PIL import Image
 from pneumoscope.data.images import DecodedImage, ImageSource, decode_image, resize_square
 from pneumoscope.errors import HeatmapUnavailableError, ModelLoadError
 from pneumoscope.inference.ood import mahalanobis, verdict
-from pneumoscope.models.decision import label_of, sigmoid, subtype_of
+from pneumoscope.models.decision import decision_logit, label_of, sigmoid, subtype_of
 
 log = logging.getLogger("pneumoscope.predictor")
 
@@ -67,7 +67,9 @@ class Prediction:
     ood_distance: float | None = None
     """Mahalanobis distance of the network's features from the training images' (None without OOD statistics)."""
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
-    """Grad-CAM for the pneumonia score, float32 (H, W) in [0, 1], at the size of :attr:`image`."""
+    """Grad-CAM for the predicted class (what raised the pneumonia score for PNEUMONIA, what lowered
+    it for NORMAL), float32 (H, W) in [0, 1] relative to this image's strongest region, at the size
+    of :attr:`image`."""
     overlay: Image.Image | None = field(default=None, repr=False, compare=False)
     """The heatmap blended over the image in colour (RGB)."""
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -87,18 +89,15 @@ class Prediction:
         return f"pattern more typical of {self.subtype} pneumonia (p = {p:.2f})"
 
     def to_dict(self) -> dict[str, Any]:
-        """The result without arrays, for JSON and CSV."""
-        return {
-            "label": self.label,
-            "probability": self.probability,
-            "threshold": self.threshold,
-            "is_chest_xray": self.is_chest_xray,
-            "warnings": list(self.warnings),
-            "ood_distance": self.ood_distance,
-            "subtype": self.subtype,
-            "p_bacterial": self.p_bacterial,
-            "subtype_pattern": self.subtype_pattern,
-        }
+        """The result without arrays (``RESULT_FIELDS``), for JSON and CSV."""
+        values = {name: getattr(self, name) for name in RESULT_FIELDS}
+        values["warnings"] = list(self.warnings)
+        return values
+
+
+RESULT_FIELDS = ("label", "probability", "threshold", "is_chest_xray", "warnings", "ood_distance", "subtype",
+                 "p_bacterial", "subtype_pattern")
+"""What :meth:`Prediction.to_dict` holds, in order: the API's and the page's result fields."""
 
 
 @dataclass(frozen=True)
@@ -122,8 +121,8 @@ class PreparedImage:
 def prepare_image(source: ImageSource, size: int, *, keep_display: bool = True) -> PreparedImage:
     """Decode ``source`` with the one loader, as evaluation does (``reduce_to=size``), and resize it.
 
-    ``reduce_to`` makes a JPEG decode at the smallest DCT scale that keeps ``size`` pixels a side,
-    several times faster than a full decode; a numpy array or an already-decoded PIL image has no
+    ``reduce_to`` makes a JPEG decode at a reduced DCT scale that keeps twice ``size`` pixels a
+    side (about half the time of a full decode and resize, with the same labels); a numpy array or an already-decoded PIL image has no
     DCT to scale, so it is resized from full resolution (scores then differ slightly from the file's).
     """
     decoded = decode_image(source, reduce_to=size)
@@ -359,6 +358,11 @@ class Predictor:
         return self._graph_has_cam and self._net is not None
 
     @property
+    def decision_logit(self) -> float:
+        """The raw logit where the label turns PNEUMONIA: heatmaps explain the side an image is on."""
+        return decision_logit(self.threshold, self.temperature)
+
+    @property
     def has_subtype(self) -> bool:
         """Whether this model also answers bacterial vs viral pattern."""
         return self.subtype_threshold is not None
@@ -476,13 +480,13 @@ class Predictor:
             from pneumoscope.inference.explain import grad_cam_from_activation
 
             outputs = self._run_session([*self._session_outputs, "cam_activation"], pixels)
-            return self._session_scores(outputs[:-1]), grad_cam_from_activation(self._net, outputs[-1])
+            return self._session_scores(outputs[:-1]), grad_cam_from_activation(self._net, outputs[-1], self.decision_logit)
         with self._torch_lock:
             if self._cam is None:
                 from pneumoscope.inference.explain import GradCam
 
                 self._cam = GradCam(self._net)
-            result = self._cam(pixels)
+            result = self._cam(pixels, self.decision_logit)
         return self._torch_scores(result.logits, result.features), result.maps
 
     def _distances(self, features: np.ndarray | None) -> np.ndarray | None:

@@ -45,6 +45,12 @@ def label_of(probability: float, threshold: float) -> str:
     return CLASS_NAMES[int(predictions(np.float64(probability), threshold))]
 
 
+def decision_logit(threshold: float, temperature: float) -> float:
+    """The raw logit at which ``sigmoid(logit / temperature)`` reaches ``threshold``: the network
+    says PNEUMONIA above it and NORMAL below (Grad-CAM explains the side each image falls on)."""
+    return float(temperature * np.log(_odds(threshold)))
+
+
 def subtype_of(p_bacterial: float, threshold: float) -> str:
     """``bacterial`` where the subtype probability reaches its own threshold, ``viral`` below it."""
     return SUBTYPE_NAMES[int(predictions(np.float64(p_bacterial), threshold))]
