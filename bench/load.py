@@ -317,7 +317,10 @@ def _drive(connections: list, plan: list[tuple[Path, bool]], handle_file) -> lis
             start = time.perf_counter()
             try:
                 result = client.predict(handle_file(str(path)), api_name="/predict")
-                error = None if isinstance(result, dict) and "label" in result else f"unexpected answer {result!r}"
+                if not isinstance(result, dict) or "error" not in result:
+                    error = f"unexpected answer {result!r}"
+                else:  # an unreadable file is an answer with its reason in "error" (docs/api.md)
+                    error = result["error"] or (None if result.get("label") else "no label and no error")
             except Exception as exc:  # noqa: BLE001 - every failure is counted, by its message
                 error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             outcomes[index] = Outcome(is_valid, time.perf_counter() - start, error)

@@ -119,7 +119,6 @@ The result's fields (one dict, on the page and from `/predict`):
   X-ray, which pattern it is more typical of (`bacterial` or `viral`), the calibrated probability of
   the bacterial pattern, and the sentence the page shows. A pattern, not a diagnosis of the cause.
   `null` otherwise.
-
 - `error`: `null` when the file was scored. For an unreadable file (or none) it is the one-line reason,
   the same message the page's error card shows, and every prediction field is `null` (`warnings` is
   empty): `/predict` answers, it does not raise, as `pneumoscope predict` writes a row with an `error`.

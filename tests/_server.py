@@ -40,7 +40,7 @@ def running_app(**options) -> Iterator["pneumoscope.app.Served"]:  # noqa: F821
 def uploads_left(served) -> list[Path]:
     """Files in the app's private folder that could be an upload: not the examples' cached
     copies, not the CSV results, not Gradio's own empty bookkeeping folders."""
-    protected = served.app.protected
+    protected = served.app.uploads.protected
     left = []
     for path in served.app.upload_dir.rglob("*"):
         if path.is_file() and os.path.realpath(path) not in protected and path.suffix.lower() != ".csv":

@@ -7,6 +7,7 @@ invent are written to pytest's temporary folders, never into the repository.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 from pathlib import Path
@@ -56,7 +57,9 @@ def test_predict_one_real_originals(app: App, normal_original: Path, pneumonia_o
         assert out.result["label"] == expected.label
         assert out.result["probability"] == pytest.approx(expected.probability, abs=1e-6)
         assert out.result["is_chest_xray"] is True and out.result["threshold"] == pytest.approx(app.predictor.threshold)
-        assert f'id="ps-label" style="color:' in out.card and f">{expected.label}</div>" in out.card
+        assert f'id="ps-label" style="color:' in out.card and f'<span class="ps-en">{expected.label}</span>' in out.card
+        assert f'id="ps-file">{path.name}</div>' in out.card  # the card names its file
+        assert 'id="ps-colourbar"' in out.picture and f"Grad-CAM for the label {expected.label}" in out.picture
         assert f"{expected.probability:.3f}" in out.card and f"{expected.threshold:.3f}" in out.card
         assert 'class="ps-bar"' in out.card and "ps-warning" not in out.card and "ps-error" not in out.card
         assert 'id="ps-image" src="data:image/jpeg;base64,' in out.picture and "Grad-CAM" in out.picture
@@ -95,7 +98,7 @@ def test_upload_is_deleted_after_prediction(app: App, pneumonia_original: Path, 
 
 def test_example_copies_are_never_deleted(app: App, normal_original: Path) -> None:
     example = upload_copy(app, normal_original)
-    app.protected = {os.path.realpath(example)}
+    app.uploads.protected = {os.path.realpath(example)}
     for _ in range(2):  # clicked twice: still there for the third click
         assert app.predict_one(str(example), False, 0.5).result["label"] in ("NORMAL", "PNEUMONIA")
         assert example.is_file()
@@ -103,10 +106,10 @@ def test_example_copies_are_never_deleted(app: App, normal_original: Path) -> No
 
 def test_same_file_uploaded_twice_survives_the_first_prediction(app: App, normal_original: Path) -> None:
     """Gradio stores both uploads of one file at one path: the first prediction must not delete it."""
-    app.pending = PendingUploads()
+    app.uploads.pending = PendingUploads()
     path = upload_copy(app, normal_original)
-    app.pending.update([str(path)])
-    app.pending.update([str(path)])  # a second client uploads the same file before the first is predicted
+    app.uploads.pending.update([str(path)])
+    app.uploads.pending.update([str(path)])  # a second client uploads the same file before the first is predicted
     assert "label" in app.predict_one(str(path), False, 0.5).result
     assert path.is_file()
     assert "label" in app.predict_one(str(path), False, 0.5).result
@@ -137,7 +140,9 @@ def test_colour_photo_gets_a_warning_instead_of_a_diagnosis(app: App, odd_files:
     assert 'id="ps-warning"' in out.card and "does not look like a chest X-ray" in out.card
     assert 'id="ps-label"' not in out.card  # no big NORMAL / PNEUMONIA headline
     assert "colour" in out.card
-    assert "Grad-CAM" not in out.picture and "no heatmap: this does not look like a chest X-ray" in out.picture
+    assert "Grad-CAM" not in out.picture and "no heatmap" in out.picture and "this does not look like a chest X-ray" in out.picture
+    # In Spanish too: the reasons are translated, numbers and all (the page shows one language).
+    assert "la imagen está en color" in out.card and "sin mapa de calor" in out.picture
 
 
 def test_warnings_are_true_of_the_image(app: App, normal_original: Path, tmp_path: Path) -> None:
@@ -211,13 +216,21 @@ def test_predict_batch(app: App, normal_original: Path, pneumonia_original: Path
     assert app.predict_batch([]) == ([], None)
 
 
-def test_about_shows_the_model_card_and_figures(predictor: Predictor) -> None:  # noqa: F811
-    text, figures = about_content(predictor)
-    assert (Path(predictor.model_path) / "MODEL_CARD.md").read_text(encoding="utf-8") == text
-    for name in ("confusion_matrix.png", "roc.png"):
-        if (Path(predictor.model_path) / "figures" / name).is_file():
-            assert "data:image/png;base64," in figures
-    assert isinstance(text, str) and isinstance(figures, str)
+def test_about_leads_with_a_summary_then_card_config_and_figures(predictor: Predictor) -> None:  # noqa: F811
+    about = about_content(predictor)
+    folder = Path(predictor.model_path)
+    assert (folder / "MODEL_CARD.md").read_text(encoding="utf-8") == about.card
+    assert (folder / "config.yaml").read_text(encoding="utf-8") == about.config
+    for name in ("confusion_matrix.png", "roc.png", "pr.png"):
+        assert (folder / "figures" / name).is_file(), name
+    assert about.figures.count("data:image/png;base64,") == 3
+    english, spanish = about.summary
+    validation = json.loads((folder / "model.json").read_text())["validation"]
+    # The summary's figures are the model's own, in each language's number format.
+    assert f"AUC {validation['auc']:.3f}" in english and f"AUC {validation['auc']:.3f}".replace(".", ",") in spanish
+    assert f"specificity {100 * validation['specificity']:.1f} %" in english
+    assert "Do not use it" in english and "No lo use" in spanish
+    assert len(english) < 1200, "a summary, not the card"
 
 
 def test_example_files_take_turns_between_classes(originals: Path) -> None:
@@ -302,7 +315,7 @@ def test_api_predict_batch(served, client, normal_original: Path, odd_files: dic
     assert table["data"][0][1] == served.app.predictor.predict(normal_original).label
     assert Path(csv_file).read_text(encoding="utf-8").startswith("file,label,probability,pattern,warnings,p_bacterial")
     assert uploads_left(served) == []
-    assert served.app.pending is not None and not served.app.pending  # nothing waits for a prediction
+    assert served.app.uploads.pending is not None and not served.app.uploads.pending  # nothing waits for a prediction
 
 
 @pytest.mark.slow

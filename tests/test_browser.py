@@ -53,16 +53,29 @@ def served(model_path: Path, originals: Path):  # noqa: F811
         yield running
 
 
-@pytest.fixture()
-def page(browser, served):
+def _open(browser, served, locale: str):
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
-    context = browser.new_context(viewport={"width": 1280, "height": 960})
+    context = browser.new_context(viewport={"width": 1280, "height": 960}, locale=locale)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(served.url)
     page.wait_for_selector("#ps-predict")
+    return context, page
+
+
+@pytest.fixture()
+def page(browser, served):
+    context, page = _open(browser, served, "en-GB")
+    yield page
+    context.close()
+
+
+@pytest.fixture()
+def spanish_page(browser, served):
+    """A browser whose language is Spanish (Spain): the page must come up in Spanish."""
+    context, page = _open(browser, served, "es-ES")
     yield page
     context.close()
 
@@ -89,17 +102,24 @@ def test_single_image_warning_error_and_recovery(page, served, normal_original: 
 
     predictor = served.app.predictor
     page.click("#ps-predict")  # nothing uploaded yet: say so, not "cannot read this file"
-    expect(page.locator("#ps-error")).to_have_text("Upload a chest X-ray first")
+    expect(page.locator("#ps-error")).to_have_text("Upload a chest X-ray first", use_inner_text=True)
     for path in (normal_original, pneumonia_original):
         expected = predictor.predict(path, heatmap=True)
         _upload_and_predict(page, path)
         expect(page.locator("#ps-probability")).to_have_text(f"{expected.probability:.3f}")
-        expect(page.locator("#ps-label")).to_have_text(expected.label)
+        expect(page.locator("#ps-label")).to_have_text(expected.label, use_inner_text=True)
+        expect(page.locator("#ps-file")).to_have_text(path.name)  # the card names its file
         expect(page.locator("#ps-threshold")).to_have_text(f"{predictor.threshold:.3f}")
         expect(page.locator("#ps-image")).to_have_attribute("src", re.compile(r"^data:image/jpeg;base64,"))
-        expect(page.locator("#ps-picture figcaption")).to_contain_text("Grad-CAM")
+        # The map explains the predicted class, says so, and shows its colour scale.
+        expect(page.locator("#ps-picture figcaption")).to_have_text(
+            re.compile(f"^Grad-CAM for the label {expected.label}: .* (raised|lowered) the pneumonia score"),
+            use_inner_text=True)
+        expect(page.locator("#ps-colourbar")).to_be_visible()
+        expect(page.locator("#ps-colourbar")).to_have_text(re.compile(r"^\s*weaker\s*stronger\s*$"), use_inner_text=True)
         if expected.subtype:  # the bacterial/viral pattern, on a PNEUMONIA X-ray only
-            expect(page.locator("#ps-subtype")).to_have_text(expected.subtype_pattern[0].upper() + expected.subtype_pattern[1:])
+            expect(page.locator("#ps-subtype")).to_have_text(
+                expected.subtype_pattern[0].upper() + expected.subtype_pattern[1:], use_inner_text=True)
         else:
             expect(page.locator("#ps-subtype")).to_have_count(0)
     page.wait_for_function("document.querySelector('#ps-image').naturalWidth > 0")
@@ -107,7 +127,8 @@ def test_single_image_warning_error_and_recovery(page, served, normal_original: 
 
     # The heatmap toggle redraws the picture without predicting again.
     page.locator("#ps-show-heatmap input[type=checkbox]").uncheck()
-    expect(page.locator("#ps-picture figcaption")).to_have_text("The image as read")
+    expect(page.locator("#ps-picture figcaption")).to_have_text("The image as read", use_inner_text=True)
+    expect(page.locator("#ps-colourbar")).to_have_count(0)
     page.locator("#ps-show-heatmap input[type=checkbox]").check()
     expect(page.locator("#ps-picture figcaption")).to_contain_text("Grad-CAM")
 
@@ -135,7 +156,7 @@ def test_single_image_warning_error_and_recovery(page, served, normal_original: 
 
     # ... and the server still answers.
     _upload_and_predict(page, normal_original)
-    expect(page.locator("#ps-label")).to_have_text(predictor.predict(normal_original).label)
+    expect(page.locator("#ps-label")).to_have_text(predictor.predict(normal_original).label, use_inner_text=True)
     assert uploads_left(served) == []
 
 
@@ -185,8 +206,51 @@ def test_batch_table_and_csv(page, served, some_originals: list[Path], tmp_path:
     assert uploads_left(served) == []
 
 
-def test_about_tab(page) -> None:
+def test_about_tab_leads_with_a_summary(page, served) -> None:
     from playwright.sync_api import expect
 
     page.get_by_role("tab", name="About the model").click()
+    summary = page.locator("#ps-summary")
+    expect(summary).to_contain_text("AUC")
+    expect(summary).to_contain_text("Do not use it")
+    # The card and the configuration are folded until asked for.
+    expect(page.locator("#ps-card")).to_be_hidden()
+    page.locator("#ps-card-section").get_by_text("Model card").click()
     expect(page.locator("#ps-card")).to_contain_text("Model card")
+    expect(page.locator("#ps-config")).to_be_hidden()
+    # ROC and PR drawn square.
+    figures = page.locator("#ps-figures img")
+    expect(figures).to_have_count(3)
+    for index in range(3):
+        width, height = figures.nth(index).evaluate("img => [img.naturalWidth, img.naturalHeight]")
+        if index > 0:
+            assert width == height, (index, width, height)
+    _screenshot(page, "about.png")
+
+
+def test_page_in_spanish_and_the_switch_back(spanish_page, served, pneumonia_original: Path) -> None:
+    """A Spanish browser gets the page in Spanish, fixed texts (Gradio's i18n) and the result card
+    alike; Gradio's language setting switches both back without predicting again."""
+    from playwright.sync_api import expect
+
+    page = spanish_page
+    expect(page.locator("#ps-predict")).to_have_text("Predecir")
+    expect(page.get_by_role("tab", name="Lote")).to_be_visible()
+    expected = served.app.predictor.predict(pneumonia_original)
+    _upload_and_predict(page, pneumonia_original)
+    label = {"PNEUMONIA": "NEUMONÍA", "NORMAL": "NORMAL"}[expected.label]
+    expect(page.locator("#ps-label")).to_have_text(label, use_inner_text=True)
+    expect(page.locator("#ps-result")).to_contain_text("probabilidad de neumonía", use_inner_text=True)
+    expect(page.locator("#ps-result")).not_to_contain_text("pneumonia probability", use_inner_text=True)
+    expect(page.locator("#ps-picture figcaption")).to_contain_text("Grad-CAM para la etiqueta", use_inner_text=True)
+    expect(page.locator("#ps-colourbar")).to_have_text(re.compile(r"más débil\s*más fuerte"), use_inner_text=True)
+    _screenshot(page, "single_es.png")
+
+    page.locator("footer").get_by_text("Configuración").click()
+    page.get_by_role("combobox", name=re.compile("Idioma|Language")).click()
+    page.get_by_role("option", name="English").first.click()
+    page.keyboard.press("Escape")
+    expect(page.locator("#ps-predict")).to_have_text("Predict")
+    expect(page.locator("#ps-label")).to_have_text(expected.label, use_inner_text=True)
+    expect(page.locator("#ps-result")).to_contain_text("pneumonia probability", use_inner_text=True)
+    expect(page.locator("#ps-probability")).to_have_text(f"{expected.probability:.3f}")  # the same answer

@@ -74,11 +74,14 @@ def plot_confusion_matrices(named: Sequence[tuple[str, Sequence[Sequence[int]]]]
 
 
 def _style_unit_axes(ax, xlabel: str, ylabel: str, title: str, legend_loc: str) -> None:
-    """Labels, a [0, 1] square with a small margin so curves on the edge stay visible, grid, legend."""
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    """Labels, a [0, 1] square (equal scales: a rate reads the same on both axes) with a small
+    margin so curves on the edge stay visible, grid, legend."""
+    ax.set_xlabel(xlabel, fontsize=11)
+    ax.set_ylabel(ylabel, fontsize=11)
+    ax.tick_params(labelsize=10)
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
     ax.grid(alpha=0.3)
     ax.legend(loc=legend_loc, fontsize=8)
     ax.set_title(title)
@@ -86,7 +89,7 @@ def _style_unit_axes(ax, xlabel: str, ylabel: str, title: str, legend_loc: str) 
 
 def plot_roc(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], path: Path) -> Path:
     """ROC curve of each (name, labels, probs, threshold), its operating point marked."""
-    fig = Figure(figsize=(5, 4.6))
+    fig = Figure(figsize=(5.4, 5.4))
     ax = fig.add_subplot()
     for index, (name, labels, probs, threshold) in enumerate(curves):
         fpr, tpr, _ = roc_curve(labels, probs)
@@ -102,7 +105,7 @@ def plot_roc(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], path: 
 def plot_pr(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], path: Path) -> Path:
     """Precision-recall curve of each model, its operating point marked; the dashed line is
     the prevalence, what a model without skill achieves."""
-    fig = Figure(figsize=(5, 4.6))
+    fig = Figure(figsize=(5.4, 5.4))
     ax = fig.add_subplot()
     for index, (name, labels, probs, threshold) in enumerate(curves):
         precision, recall, _ = precision_recall_curve(labels, probs)

@@ -111,11 +111,20 @@ def _model_name(bundle: Bundle, fallback: str) -> str:
     return str(bundle.meta.get("name") or (bundle.path.name if bundle.path else fallback))
 
 
+def _shown_path(path: Path) -> str:
+    """A model folder as a report names it: relative to the working folder when inside it, so a
+    regenerated report quotes no machine's absolute paths."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _model_info(bundle: Bundle, source: str | Path | None) -> dict[str, Any]:
     validation = bundle.meta.get("validation", {})
     return {
         "name": _model_name(bundle, "model"),
-        "path": str(bundle.path) if bundle.path else str(source),
+        "path": _shown_path(bundle.path) if bundle.path else str(source),
         "bundled_default": source is None,
         "arch": bundle.config.model.arch,
         "image_size": bundle.image_size,

@@ -1,0 +1,113 @@
+"""The About tab's content: a short summary first, then the card, the configuration and the figures.
+
+The summary answers what a visitor asks first (what is this model, how good is it, what must it
+not be used for) from the model's own ``model.json``, in both languages; the full card and the
+training configuration follow, folded, for whoever wants them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pneumoscope.app.text import DISCLAIMER, DISCLAIMER_ES
+
+FIGURES = (("confusion_matrix.png", "Confusion matrix"), ("roc.png", "ROC curve"), ("pr.png", "Precision-recall curve"))
+"""Model-folder figures shown, when present (``figures/``), in this order."""
+
+
+@dataclass(frozen=True)
+class About:
+    summary: tuple[str, str]
+    """English and Spanish Markdown: the model, its validation figures, what it must not be used for."""
+    card: str
+    """The model card (MODEL_CARD.md) as Markdown, or a line saying there is none."""
+    config: str
+    """The training configuration (config.yaml), or empty."""
+    figures: str
+    """The model folder's figures as inline HTML images, or empty."""
+
+
+def about_content(predictor: Any) -> About:
+    folder = getattr(predictor, "model_path", None)
+    folder = Path(folder) if folder is not None and Path(folder).is_dir() else None
+    name = getattr(predictor, "name", "this model")
+
+    def read(file: str) -> str:
+        path = folder / file if folder is not None else None
+        return path.read_text(encoding="utf-8") if path is not None and path.is_file() else ""
+
+    card = read("MODEL_CARD.md") or f"No model card found for `{name}` (a model card is the MODEL_CARD.md of a model folder)."
+    meta = json.loads(read("model.json") or "{}")
+    figures = ""
+    for file, title in FIGURES:
+        path = folder / "figures" / file if folder is not None else None
+        if path is not None and path.is_file():
+            uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+            figures += f'<img src="{uri}" alt="{title}" title="{title}"/>'
+    if figures:
+        figures = f'<div class="ps-figures" id="ps-figures">{figures}</div>'
+    return About(summary(predictor, meta), card, read("config.yaml"), figures)
+
+
+def _percent(value: float, spanish: bool = False) -> str:
+    text = f"{100 * value:.1f}"
+    return (text.replace(".", ",") if spanish else text) + " %"
+
+
+def _number(value: float, digits: int = 3, spanish: bool = False) -> str:
+    text = f"{value:.{digits}f}"
+    return text.replace(".", ",") if spanish else text
+
+
+def summary(predictor: Any, meta: dict[str, Any]) -> tuple[str, str]:
+    """What the model is, its validation figures and its limits, in English and in Spanish."""
+    validation = meta.get("validation") or (getattr(predictor, "info", {}) or {}).get("validation") or {}
+    stressed = meta.get("validation_stressed") or {}
+    subtype = getattr(predictor, "has_subtype", False)
+    threshold = predictor.threshold
+    texts = []
+    for spanish in (False, True):
+        pct = lambda v: _percent(v, spanish)  # noqa: E731
+        num = lambda v, d=3: _number(v, d, spanish)  # noqa: E731
+        if not spanish:
+            lines = [f"**`{predictor.name}`**: a convolutional network that reads a paediatric frontal chest X-ray "
+                     f"and gives the probability of pneumonia (label PNEUMONIA at {num(threshold)} or above)"
+                     + (", and for a pneumonia film whether its pattern is more typical of bacterial or viral "
+                        "pneumonia." if subtype else ".")]
+        else:
+            lines = [f"**`{predictor.name}`**: una red convolucional que lee una radiografía frontal de tórax "
+                     f"pediátrica y da la probabilidad de neumonía (etiqueta NEUMONÍA desde {num(threshold)})"
+                     + (", y en una placa con neumonía si su patrón es más típico de neumonía bacteriana o vírica."
+                        if subtype else ".")]
+        if validation.get("auc") is not None:
+            ci = validation.get("auc_ci95")
+            interval = f" [{num(ci[0])}, {num(ci[1])}]" if ci else ""
+            figures = (f"AUC {num(validation['auc'])}{interval}, "
+                       f"{'sensibilidad' if spanish else 'sensitivity'} {pct(validation['sensitivity'])}, "
+                       f"{'especificidad' if spanish else 'specificity'} {pct(validation['specificity'])}")
+            count = validation.get("n")
+            lines.append(
+                (f"- Validación ({count} placas de pacientes apartados del entrenamiento): {figures}."
+                 if spanish else f"- Validation ({count} films of patients held out from training): {figures}.")
+            )
+        if stressed.get("sensitivity") is not None:
+            lines.append(
+                (f"- Con las mismas placas alteradas como en otra adquisición (recorte, zoom, nitidez, contraste, "
+                 f"ruido...): sensibilidad {pct(stressed['sensitivity'])}, especificidad {pct(stressed['specificity'])}."
+                 if spanish else
+                 f"- The same films altered as another acquisition would (crop, zoom, sharpness, contrast, "
+                 f"noise...): sensitivity {pct(stressed['sensitivity'])}, specificity {pct(stressed['specificity'])}.")
+            )
+        lines.append(
+            ("- **No lo use** para diagnosticar ni tratar a nadie, ni con adultos, placas laterales, TAC u otra "
+             f"cosa que no sea una radiografía frontal de tórax pediátrica. {DISCLAIMER_ES}"
+             if spanish else
+             "- **Do not use it** to diagnose or treat anyone, nor on adults, lateral views, CT or anything other "
+             f"than a paediatric frontal chest X-ray. {DISCLAIMER}")
+        )
+        texts.append("\n".join(lines))
+    return texts[0], texts[1]

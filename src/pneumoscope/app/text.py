@@ -1,0 +1,153 @@
+"""Every word the page shows, in English and Spanish.
+
+Two mechanisms, one per kind of text:
+
+- **Fixed text** (tab names, labels, buttons, notes, the About summary) goes through Gradio's own
+  i18n: components get ``I18nData`` keys from :func:`key`, and :func:`translations` gives
+  ``gr.I18n`` its tables. Gradio picks the language from the browser and offers a switch in its
+  Settings panel (footer link).
+- **Text made per prediction** (the result card, warnings, captions) is HTML from the server, which
+  Gradio's i18n does not translate. :func:`both` writes each phrase in both languages and the CSS
+  below shows the one matching ``<html lang>``, which Gradio sets whenever its language changes:
+  a switch re-labels the current result at once, without predicting again.
+
+The API and the CSV stay in English (they are data, read by programs). Messages about an
+unreadable file come from the loader and are shown in English inside a translated sentence.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+LANGUAGES = ("en", "es")
+
+DISCLAIMER = "Research and education only. Not a medical device: never use it to diagnose or treat."
+DISCLAIMER_ES = ("Solo para investigación y docencia. No es un producto sanitario: no lo use nunca para "
+                 "diagnosticar ni tratar.")
+NO_UPLOAD = "Upload a chest X-ray first"
+"""What Predict says with no file: there is no file that could not be read."""
+NOT_XRAY_LABEL = "NOT A CHEST X-RAY"
+SUBTYPE_NOTE = ("A pattern, not a diagnosis of the cause: telling bacterial from viral pneumonia on a film "
+                "is uncertain even for radiologists; the model card gives its validation figures.")
+NO_HEATMAP_ONNX = "this model was loaded without its PyTorch network"
+NO_HEATMAP_NOT_XRAY = "this does not look like a chest X-ray"
+
+PHRASES: dict[str, str] = {
+    # English (the key) -> Spanish, for text written per prediction.
+    DISCLAIMER: DISCLAIMER_ES,
+    NO_UPLOAD: "Suba primero una radiografía de tórax",
+    SUBTYPE_NOTE: ("Un patrón, no un diagnóstico de la causa: distinguir la neumonía bacteriana de la vírica "
+                   "en una radiografía es incierto incluso para radiólogos; la ficha del modelo da sus cifras "
+                   "de validación."),
+    NO_HEATMAP_ONNX: "este modelo se cargó sin su red de PyTorch",
+    NO_HEATMAP_NOT_XRAY: "no parece una radiografía de tórax",
+    "NORMAL": "NORMAL",
+    "PNEUMONIA": "NEUMONÍA",
+    "pneumonia probability": "probabilidad de neumonía",
+    "threshold": "umbral",
+    "Cannot read this file:": "No se puede leer este archivo:",
+    "This does not look like a chest X-ray.": "Esto no parece una radiografía de tórax.",
+    ("The model was trained only on frontal chest radiographs, so its output here is not a diagnosis "
+     "and is not shown as one."): ("El modelo se entrenó solo con radiografías frontales de tórax: su salida "
+                                   "aquí no es un diagnóstico y no se muestra como tal."),
+    "raw model output": "salida bruta del modelo",
+    "The image as read": "La imagen tal como se leyó",
+    "no heatmap": "sin mapa de calor",
+    "weaker": "más débil",
+    "stronger": "más fuerte",
+}
+
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # Sentences with numbers in them: (English, as the code writes it) -> Spanish.
+    (re.compile(r"the image is in colour \(colourfulness (\d+)\); radiographs are grey"),
+     r"la imagen está en color (colorido \1); las radiografías son grises"),
+    (re.compile(r"aspect ratio ([\d.]+) is unlike a chest radiograph"),
+     r"una relación de aspecto de \1 no es la de una radiografía de tórax"),
+    (re.compile(r"the network's features are far from any chest X-ray it was trained on \(distance (\d+) > (\d+)\)"),
+     r"los rasgos que extrae la red están lejos de toda radiografía de tórax de su entrenamiento "
+     r"(distancia \1 > \2)"),
+    (re.compile(r"the image looks inverted \(lung fields brighter than the spine\): a negative or a MONOCHROME1 "
+                r"film read the wrong way"),
+     "la imagen parece invertida (campos pulmonares más claros que la columna): un negativo o una placa "
+     "MONOCHROME1 leída al revés"),
+    (re.compile(r"pattern more typical of (bacterial|viral) pneumonia \(p = ([\d.]+)\)"),
+     lambda m: f"patrón más típico de neumonía {'bacteriana' if m[1] == 'bacterial' else 'vírica'} "  # type: ignore[list-item]
+               f"(p = {m[2].replace('.', ',')})"),
+    (re.compile(r"Grad-CAM for the label (NORMAL|PNEUMONIA): the regions whose features (raised|lowered) the "
+                r"pneumonia score, relative to this image's strongest region \(where the model looked, not a map "
+                r"of disease\)"),
+     lambda m: (f"Grad-CAM para la etiqueta {PHRASES[m[1]]}: las regiones cuyos rasgos "  # type: ignore[list-item]
+                f"{'subieron' if m[2] == 'raised' else 'bajaron'} la puntuación de neumonía, relativas a la región "
+                "más fuerte de esta imagen (dónde miró el modelo, no un mapa de la enfermedad)")),
+]
+
+
+def spanish(english: str) -> str:
+    """The Spanish of a phrase the page writes; the English itself when there is none (say, a
+    loader's message about a damaged file)."""
+    if english in PHRASES:
+        return PHRASES[english]
+    for pattern, replacement in _PATTERNS:
+        if pattern.fullmatch(english):
+            return pattern.sub(replacement, english)  # type: ignore[arg-type]
+    return english
+
+
+def both(english: str) -> str:
+    """A phrase as HTML in both languages; the page's CSS shows the one matching ``<html lang>``."""
+    return (f'<span class="ps-en">{html.escape(english)}</span>'
+            f'<span class="ps-es" lang="es">{html.escape(spanish(english))}</span>')
+
+
+CSS = """
+html[lang^="es"] .ps-en{display:none}
+html:not([lang^="es"]) .ps-es{display:none}
+"""
+
+FIXED: dict[str, tuple[str, str]] = {
+    # key -> (English, Spanish), for Gradio's i18n.
+    "intro": ("Pneumonia on a paediatric frontal chest X-ray, with the regions that drove the answer. "
+              f"**{DISCLAIMER}** Language: the browser's; change it under *Settings* at the foot of the page.",
+              "Neumonía en una radiografía frontal de tórax pediátrica, con las regiones que motivaron la "
+              f"respuesta. **{DISCLAIMER_ES}** Idioma: el del navegador; cámbielo en *Configuración*, al pie "
+              "de la página."),
+    "tab_single": ("Single image", "Una imagen"),
+    "tab_batch": ("Batch", "Lote"),
+    "tab_about": ("About the model", "Sobre el modelo"),
+    "upload": ("Chest X-ray (PNG, JPEG or DICOM): drop it here or click",
+               "Radiografía de tórax (PNG, JPEG o DICOM): suéltela aquí o haga clic"),
+    "predict": ("Predict", "Predecir"),
+    "show_heatmap": ("Show the Grad-CAM heatmap", "Mostrar el mapa de calor Grad-CAM"),
+    "opacity": ("Heatmap opacity", "Opacidad del mapa de calor"),
+    "deleted": ("Uploads are deleted from the server as soon as they are predicted.",
+                "Los archivos subidos se borran del servidor en cuanto se predicen."),
+    "examples": ("Examples", "Ejemplos"),
+    "api_result": ("Result as the API returns it", "Resultado tal como lo devuelve la API"),
+    "batch_upload": ("Many chest X-rays (PNG, JPEG or DICOM)", "Varias radiografías de tórax (PNG, JPEG o DICOM)"),
+    "predict_all": ("Predict all", "Predecir todas"),
+    "results": ("results", "resultados"),
+    "batch_note": ("Find a file or a label with the search box above the table; the CSV below holds every row. "
+                   "Labels and columns stay in English, as in the CSV.",
+                   "Busque un archivo o una etiqueta con el cuadro de búsqueda sobre la tabla; el CSV de abajo "
+                   "tiene todas las filas. Etiquetas y columnas quedan en inglés, como en el CSV."),
+    "csv": ("results as CSV", "resultados en CSV"),
+    "card_section": ("Model card (English)", "Ficha del modelo (en inglés)"),
+    "config_section": ("Training configuration (YAML)", "Configuración del entrenamiento (YAML)"),
+    "figures_section": ("Validation figures", "Figuras de validación"),
+}
+
+
+def key(name: str) -> Any:
+    """Gradio's i18n marker for a fixed text (``FIXED`` or one added by :func:`translations`)."""
+    from gradio.i18n import I18nData
+
+    return I18nData(name)
+
+
+def translations(extra: dict[str, tuple[str, str]] | None = None) -> dict[str, dict[str, str]]:
+    """``gr.I18n``'s tables: ``FIXED`` plus texts made when the page is built (the About summary,
+    with the model's own figures)."""
+    table = {**FIXED, **(extra or {})}
+    return {language: {name: pair[index] for name, pair in table.items()} for index, language in enumerate(LANGUAGES)}

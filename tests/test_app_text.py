@@ -1,0 +1,49 @@
+"""The page's words in English and Spanish: every sentence the code can write has its Spanish."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pneumoscope.app.text import FIXED, PHRASES, both, spanish, translations
+from pneumoscope.data.images import DecodedImage
+from pneumoscope.inference.explain import explanation
+from pneumoscope.inference.ood import INVERTED, verdict
+from pneumoscope.inference.predictor import Prediction
+
+
+def test_every_warning_the_ood_check_writes_has_its_spanish() -> None:
+    flat = np.full((224, 224), 128, dtype=np.uint8)
+    reasons = [
+        *verdict(DecodedImage(flat, (3000, 300), 40.0, "PNG"), 91.2, 40.0).reasons,  # colour, aspect, distance
+        INVERTED,
+    ]
+    assert len(reasons) == 4
+    for reason in reasons:
+        assert spanish(reason) != reason, f"no Spanish for {reason!r}"
+    assert "(distancia 91 > 40)" in spanish(reasons[-2])
+
+
+def test_captions_and_patterns_are_translated_with_their_numbers() -> None:
+    for label, word in (("NORMAL", "bajaron"), ("PNEUMONIA", "subieron")):
+        assert word in spanish(explanation(label))
+    pattern = Prediction("PNEUMONIA", 0.9, 0.14, True, subtype="viral", p_bacterial=0.1).subtype_pattern
+    assert spanish(pattern) == "patrón más típico de neumonía vírica (p = 0,90)"
+
+
+def test_both_languages_in_the_html_and_unknown_text_kept() -> None:
+    html = both("pneumonia probability")
+    assert '<span class="ps-en">pneumonia probability</span>' in html
+    assert '<span class="ps-es" lang="es">probabilidad de neumonía</span>' in html
+    message = "image data is truncated or corrupt: broken data stream"  # a loader's message: kept as is
+    assert spanish(message) == message
+    assert "&lt;b&gt;" in both("<b>")  # escaped, never markup
+
+
+def test_fixed_texts_have_both_languages() -> None:
+    tables = translations({"extra": ("one", "uno")})
+    assert set(tables) == {"en", "es"} and tables["en"].keys() == tables["es"].keys()
+    assert tables["es"]["extra"] == "uno" and tables["es"]["predict"] == "Predecir"
+    for name, (english, spanish_text) in FIXED.items():
+        assert english and spanish_text and english != spanish_text, name
+    for english, spanish_text in PHRASES.items():
+        assert spanish_text, english
