@@ -146,3 +146,22 @@ def test_cli_version_and_help_state_defaults(capsys: pytest.CaptureFixture) -> N
         main(["evaluate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: test)" in text and "(default: None)" not in text
+
+
+def test_batch_without_heatmaps_never_imports_pytorch(model_path: Path, normal_original: Path, tmp_path: Path) -> None:
+    """Scoring needs ONNX Runtime only: once the model's export is cached, `predict` without
+    --heatmaps starts without PyTorch (1-2 s of imports on two cores)."""
+    import subprocess
+    import sys
+
+    from pneumoscope.inference.predictor import Predictor
+
+    Predictor.load(str(model_path))  # makes sure the export is cached
+    script = ("import sys; from pneumoscope.cli import main; "
+              f"status = main(['predict', {str(normal_original)!r}, '--model', "
+              f"{str(model_path)!r}, '--out', {str(tmp_path / 'r.csv')!r}]); "
+              "print('torch' in sys.modules, status)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split() == ["False", "0"], done.stdout + done.stderr
+    rows = list(csv.DictReader((tmp_path / "r.csv").read_text().splitlines()))
+    assert [row["label"] for row in rows] == [Predictor.load(str(model_path)).predict(normal_original).label]
