@@ -34,15 +34,12 @@ sys.path.insert(0, str(REPO / "src"))
 DATA = Path(os.environ.get("PNEUMOSCOPE_DATA", REPO.parent / "shared" / "data"))
 
 from pneumoscope.inference.batch import run_batch  # noqa: E402
-from pneumoscope.inference.onnx import physical_cores  # noqa: E402
+from pneumoscope.machine import describe, physical_cores  # noqa: E402
 from pneumoscope.inference.predictor import Predictor, prepare_image  # noqa: E402
 
 
 def machine() -> str:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "unknown CPU")
-    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {physical_cores()} physical cores ({logical} logical)"
+    return describe()
 
 
 def load() -> str:

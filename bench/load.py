@@ -42,10 +42,9 @@ BROKEN_EVERY = 20
 
 
 def machine() -> str:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "unknown CPU")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} logical cores"
+    from pneumoscope.machine import describe
+
+    return describe()
 
 
 def load_average() -> str:

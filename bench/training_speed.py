@@ -49,8 +49,9 @@ def images_per_second(config_name: str, bf16: bool, channels_last: bool, freeze:
 
 def main() -> None:
     print(f"machine: {machine_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    print(f"native bf16 on this CPU: {'yes' if ('avx512_bf16' in flags or 'amx_bf16' in flags) else 'no (AVX2 only)'}")
+    from pneumoscope.machine import has_native_bf16
+
+    print(f"native bf16 on this CPU: {'yes' if has_native_bf16() else 'no (AVX2 only)'}")
     rows = []
     for name, freeze_options in (("baseline", [None]), ("improved", [0, None])):
         for freeze in freeze_options:

@@ -39,7 +39,8 @@ print(photo["is_chest_xray"], photo["warnings"])
 broken = client.predict(handle_file(BROKEN), api_name="/predict")
 print(broken["label"], "|", broken["error"])
 
-# Many images -> a table (dict with headers and rows) and the same rows as a CSV file.
+# Many images -> a table (dict with headers and rows) and a CSV file of the same files in
+# `pneumoscope predict`'s columns.
 table, csv_path = client.predict([handle_file(NORMAL), handle_file(BACTERIAL), handle_file(BROKEN)],
                                  api_name="/predict_batch")
 print(table["headers"])
@@ -103,7 +104,7 @@ TEMPLATE = """# The web app's API
 | endpoint | takes | returns |
 |---|---|---|
 | `/predict` | one file (PNG, JPEG or DICOM) | the prediction as a dict (below) |
-| `/predict_batch` | a list of files | a table (`headers`, `data`: one row per file: file, label, probability, pattern, warnings) and the same rows as a CSV file, which adds `p_bacterial` and `raw_probability` |
+| `/predict_batch` | a list of files | a table (`headers`, `data`: one row per file: file, label, probability, pattern, warnings) and a CSV file of the same files with the columns of `pneumoscope predict` (path, label, probability, threshold, is_chest_xray, subtype, p_bacterial, heatmap, error, warnings) |
 
 The result's fields (one dict, on the page and from `/predict`):
 - `file`: the uploaded file's name (`null` when none was sent);
@@ -113,7 +114,7 @@ The result's fields (one dict, on the page and from `/predict`):
 - `is_chest_xray`, `warnings`: a file that does not look like a chest X-ray still gets a label, but
   `is_chest_xray` is `false` and `warnings` say why. That label is the network's raw output, not a
   diagnosis: the batch table calls it `NOT A CHEST X-RAY` and shows no probability for it; the CSV keeps
-  the raw number in `raw_probability`;
+  the raw number beside `is_chest_xray` false;
 - `ood_distance`: how far the network's features are from the training X-rays';
 - `subtype`, `p_bacterial`, `subtype_pattern`: for a film labelled `PNEUMONIA` that passes as a chest
   X-ray, which pattern it is more typical of (`bacterial` or `viral`), the calibrated probability of

@@ -26,6 +26,7 @@ from pneumoscope.app import (
     serve,
 )
 from pneumoscope.cli import UserError
+from pneumoscope.inference.batch import COLUMNS
 from pneumoscope.inference.predictor import Predictor
 
 
@@ -209,10 +210,15 @@ def test_predict_batch(app: App, normal_original: Path, pneumonia_original: Path
     assert not any(path.exists() for path in uploaded)
     assert Path(csv_path).parent == app.upload_dir  # served from the private folder, swept from there
     with open(csv_path, newline="", encoding="utf-8") as handle:
-        table = list(csv.reader(handle))
-    assert table[0] == ["file", "label", "probability", "pattern", "warnings", "p_bacterial", "raw_probability"]
-    assert len(table) == 5 and table[1][:2] == [rows[0][0], rows[0][1]]
-    assert table[3][2] == "" and float(table[3][6]) == pytest.approx(app.predictor.predict(files[2]).probability, abs=1e-4)
+        table = list(csv.DictReader(handle))
+    # One CSV schema: the page's download has `pneumoscope predict`'s columns, a row per file.
+    assert list(table[0]) == COLUMNS and len(table) == 4
+    assert [row["path"] for row in table] == [path.name for path in files]
+    assert [row["label"] for row in table[:2]] == [rows[0][1], rows[1][1]]
+    photo = table[2]  # the raw output is kept, flagged as no result
+    assert photo["is_chest_xray"] == "False"
+    assert float(photo["probability"]) == pytest.approx(app.predictor.predict(files[2]).probability, abs=1e-4)
+    assert table[3]["error"] == rows[3][4] and table[3]["label"] == ""
     assert app.predict_batch([]) == ([], None)
 
 
@@ -313,7 +319,7 @@ def test_api_predict_batch(served, client, normal_original: Path, odd_files: dic
     assert table["headers"] == ["file", "label", "probability", "pattern", "warnings"]
     assert [row[1] for row in table["data"]][1:] == [NOT_XRAY_LABEL, "ERROR"]
     assert table["data"][0][1] == served.app.predictor.predict(normal_original).label
-    assert Path(csv_file).read_text(encoding="utf-8").startswith("file,label,probability,pattern,warnings,p_bacterial")
+    assert Path(csv_file).read_text(encoding="utf-8").startswith(",".join(COLUMNS))
     assert uploads_left(served) == []
     assert served.app.uploads.pending is not None and not served.app.uploads.pending  # nothing waits for a prediction
 

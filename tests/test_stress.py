@@ -158,8 +158,9 @@ def test_original_and_its_224_copy_get_the_same_label(predictor, originals: Path
     """One resize for all inputs: a full-resolution original, stretched to the square by the loader,
     reaches the network as its 224 px training copy did (which is itself a quality-75 JPEG).
 
-    Measured on the bundled model: 46 of 48 agree, median |difference| 0.003; the two that do not
-    score within 0.12 of the threshold on both sides (README, "One resize for every input")."""
+    Measured on the bundled model (full-resolution JPEGs decoded at 2x the network's size): 45 of
+    48 agree, median |difference| 0.004; the three that do not score within 0.12 of the threshold
+    on both sides (README, "One resize for every input")."""
     disagree, gaps = [], []
     for cls in ("NORMAL", "PNEUMONIA"):
         for path in sorted((originals / cls).iterdir()):
@@ -168,7 +169,7 @@ def test_original_and_its_224_copy_get_the_same_label(predictor, originals: Path
             gaps.append(abs(full.probability - copy.probability))
             if full.label != copy.label:
                 disagree.append((path.name, full.probability, copy.probability))
-    assert len(disagree) <= 2, f"original and 224 px copy disagree on {disagree}"
+    assert len(disagree) <= 3, f"original and 224 px copy disagree on {disagree}"
     for name, full, copy in disagree:
         assert max(abs(full - predictor.threshold), abs(copy - predictor.threshold)) < 0.15, name
     assert np.median(gaps) < 0.01, gaps

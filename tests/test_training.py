@@ -48,11 +48,40 @@ def test_temperature_scaling_repairs_overconfidence() -> None:
     assert temperature == pytest.approx(3.0, rel=0.15)
 
 
-def test_auto_precision_is_fp32_without_native_bf16() -> None:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    expected = "bf16-mixed" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "32-true"
+def _cpu(flags: str, cores: int, smt: int = 1) -> str:
+    """A /proc/cpuinfo of ``cores`` cores, ``smt`` logical CPUs each."""
+    blocks = []
+    for core in range(cores):
+        for _ in range(smt):
+            blocks.append(f"processor\t: {len(blocks)}\nmodel name\t: Test CPU\nphysical id\t: 0\n"
+                          f"core id\t\t: {core}\nflags\t\t: fpu sse2 {flags}\n")
+    return "\n".join(blocks)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("avx avx2 fma", "32-true"),  # AMD EPYC, AVX2 only: bf16 is emulated and 8-11x slower (docs/training_speed.md)
+    ("avx2 avx512f avx512_bf16 amx_bf16 amx_tile", "bf16-mixed"),  # Sapphire Rapids
+    ("avx2 avx512f avx512_vnni", "32-true"),  # AVX-512 without BF16
+])
+def test_auto_precision_follows_native_bf16(monkeypatch: pytest.MonkeyPatch, flags: str, expected: str) -> None:
+    from pneumoscope import machine
+
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: machine.parse_cpuinfo(_cpu(flags, 2)))
     assert resolve_precision("auto") == expected
+    assert resolve_precision("auto", accelerator="gpu") == "bf16-mixed"
     assert resolve_precision("32-true") == "32-true"
+
+
+def test_physical_cores_ignore_smt_siblings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pneumoscope import machine
+
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: machine.parse_cpuinfo(_cpu("avx2", 4, smt=2)))
+    monkeypatch.setattr(machine, "logical_cores", lambda: 8)
+    assert machine.physical_cores() == 4 and machine.cpu_model() == "Test CPU" and "avx2" in machine.cpu_flags()
+    monkeypatch.setattr(machine, "logical_cores", lambda: 2)  # affinity limits it further
+    assert machine.physical_cores() == 2
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: ())  # no /proc/cpuinfo: what the OS says
+    assert machine.physical_cores() == 2
 
 
 @pytest.mark.slow

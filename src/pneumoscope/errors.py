@@ -42,7 +42,20 @@ class HeatmapUnavailableError(UserError, RuntimeError):
 USER_ERRORS: tuple[type[Exception], ...] = (UserError, FileNotFoundError)
 """What every front end reports as one line instead of a traceback."""
 
+
+
+def failure_message(exc: BaseException) -> str:
+    """One line for a file that could not be scored, safe to show anywhere (page, API, CSV): the
+    message of an error the user can fix, otherwise only the exception's type (its text may hold
+    internals)."""
+    if isinstance(exc, USER_ERRORS):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return "not enough memory to decode this image"
+    return f"the image could not be processed ({type(exc).__name__})"
+
+
 __all__ = [
-    "USER_ERRORS", "CollectionError", "ConfigError", "ExportError", "HeatmapUnavailableError",
+    "USER_ERRORS", "failure_message", "CollectionError", "ConfigError", "ExportError", "HeatmapUnavailableError",
     "ImageLoadError", "ModelLoadError", "UserError",
 ]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import platform
 import shlex
 import sys
 import time
@@ -31,23 +29,15 @@ def resolve_precision(precision: str, accelerator: str = "cpu") -> str:
         return precision
     if accelerator not in ("cpu",):
         return "bf16-mixed"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "32-true"
-    return "bf16-mixed" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "32-true"
+    from pneumoscope.machine import has_native_bf16
+
+    return "bf16-mixed" if has_native_bf16() else "32-true"
 
 
 def machine_description() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} (Python {platform.python_version()})"
+    from pneumoscope.machine import describe
+
+    return describe()
 
 
 def write_history(history: list[dict[str, float]], run_dir: Path) -> None:

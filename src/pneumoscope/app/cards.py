@@ -41,13 +41,13 @@ def api_result(name: str | None, prediction: Any = None, error: str | None = Non
 
 
 def user_message(exc: BaseException) -> str:
-    """One line for the user; for anything unexpected only the exception's type is logged."""
-    from pneumoscope.errors import USER_ERRORS
+    """:func:`~pneumoscope.errors.failure_message`; anything unexpected is also logged, by its type
+    only (never image content)."""
+    from pneumoscope.errors import USER_ERRORS, failure_message
 
-    if isinstance(exc, USER_ERRORS):
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    log.error("prediction failed: %s", type(exc).__name__)  # the type only: never image content
-    return f"the image could not be processed ({type(exc).__name__})"
+    if not isinstance(exc, USER_ERRORS):
+        log.error("prediction failed: %s", type(exc).__name__)
+    return failure_message(exc)
 
 
 def _file_line(name: str | None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import tempfile
 import threading
@@ -18,9 +17,8 @@ from pneumoscope.app.uploads import PendingUploads, Uploads, identity, path_of
 
 DEFAULT_OPACITY = 0.45
 HEADERS = ["file", "label", "probability", "pattern", "warnings"]
-"""The Batch tab's table. ``probability`` is empty for a file that is not a chest X-ray (its raw
-output is no result); the CSV keeps that raw number apart, in ``CSV_EXTRA``."""
-CSV_EXTRA = ["p_bacterial", "raw_probability"]
+"""The Batch tab's table, a view of the CSV (``pneumoscope predict``'s columns): ``probability``
+is empty for a file that is not a chest X-ray (its raw output is no result)."""
 
 
 class SingleResult(NamedTuple):
@@ -112,41 +110,37 @@ class App:
             self.discard(path, seen)
 
     def predict_batch(self, images: list[Any] | None) -> tuple[list[list[Any]], str | None]:
-        """Many files -> (table rows: ``HEADERS``; the rows as a CSV file, with ``CSV_EXTRA`` too).
+        """Many files -> (table rows: ``HEADERS``; every row as a CSV file, in ``pneumoscope
+        predict``'s columns), through the Predictor's one batch loop.
 
         A file that is not a chest X-ray is labelled so, with the reasons in ``warnings``; the table
         shows no probability for it (the single-image page hides it too), the CSV keeps the raw one
-        in ``raw_probability``. An unreadable file is a row labelled ERROR with the message.
+        beside ``is_chest_xray`` false. An unreadable file is a row labelled ERROR with the message.
         """
+        from pneumoscope.inference.batch import RowWriter, decoded_stream, result_row
+
+        uploads = [path for path in map(path_of, images or []) if path]
+        if not uploads:
+            return [], None
+        seen = {path: identity(path) for path in uploads}
+        decoded = decoded_stream(None, uploads, self.predictor.image_size, keep_display=False)
         rows: list[list[Any]] = []
-        extra: list[list[Any]] = []
-        for upload in images or []:
-            path = path_of(upload)
-            if not path:
-                continue
-            name, seen = Path(path).name, identity(path)
-            try:
-                prediction = self.predictor.predict(path)
-            except Exception as exc:
-                rows.append([name, "ERROR", None, "", user_message(exc)])
-                extra.append([None, None])
-            else:
+        # Written into the private folder: Gradio serves it from there, the sweep and shutdown delete it.
+        handle, csv_path = tempfile.mkstemp(prefix="pneumoscope-results-", suffix=".csv", dir=self.upload_dir)
+        os.close(handle)
+        table = RowWriter(csv_path)
+        try:
+            for path, prediction, error in self.predictor.stream(decoded):
+                name = Path(path).name
+                table.write(result_row(name, prediction, error))
+                self.discard(path, seen[path])
+                if prediction is None:
+                    rows.append([name, "ERROR", None, "", error])
+                    continue
                 xray = prediction.is_chest_xray
                 label = prediction.label if xray else NOT_XRAY_LABEL
                 shown = round(prediction.probability, 4) if xray else None
                 rows.append([name, label, shown, prediction.subtype_pattern or "", "; ".join(prediction.warnings)])
-                p_bacterial = None if prediction.p_bacterial is None else round(prediction.p_bacterial, 4)
-                extra.append([p_bacterial, round(prediction.probability, 4)])
-            finally:
-                self.discard(path, seen)
-        if not rows:
-            return [], None
-        # Written into the private folder: Gradio serves it from there, the sweep and shutdown delete it.
-        handle, csv_path = tempfile.mkstemp(prefix="pneumoscope-results-", suffix=".csv", dir=self.upload_dir)
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
-            writer.writerow(HEADERS + CSV_EXTRA)
-            writer.writerows(row + more for row, more in zip(rows, extra))
+        finally:
+            table.close()
         return rows, csv_path
-
-

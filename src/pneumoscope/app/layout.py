@@ -12,10 +12,8 @@ from pneumoscope.app.about import about_content
 from pneumoscope.app.handlers import DEFAULT_OPACITY, HEADERS, App
 from pneumoscope.app.text import key
 from pneumoscope.app.uploads import SWEEP, install, path_key
+from pneumoscope.data.images import IMAGE_SUFFIXES
 
-FILE_TYPES = [".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"]
-"""What ``--examples`` offers. Uploads are not filtered by name: DICOM files often have no
-extension, and the loader judges a file by its content."""
 DEFAULT_EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 """Four small credited radiographs shipped in the package (examples/CREDITS.md): what the page
 offers when ``--examples`` names no folder of one's own."""
@@ -47,7 +45,7 @@ def example_files(folder: str | Path, limit: int = MAX_EXAMPLES) -> list[Path]:
     root = Path(folder)
     groups: dict[Path, list[Path]] = {}
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix.lower() in FILE_TYPES:
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
             groups.setdefault(path.parent, []).append(path)
     chosen: list[Path] = []
     queues = [collections.deque(files) for _, files in sorted(groups.items())]

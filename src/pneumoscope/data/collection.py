@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from pneumoscope.config import CLASS_NAMES
+from pneumoscope.data.images import IMAGE_SUFFIXES
 from pneumoscope.errors import CollectionError
 
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 SPLITS = ("train", "val", "test")
 
 _PERSON = re.compile(r"^person(\d+)_(bacteria|virus)_\d+", re.IGNORECASE)

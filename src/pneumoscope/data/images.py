@@ -29,6 +29,10 @@ MIN_SIDE = 16
 MAX_ASPECT = 8.0
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
 ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP")
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"} | DICOM_SUFFIXES)
+"""File names taken as images when a folder is scanned (the dataset, ``pneumoscope predict FOLDER``,
+the app's examples): the endings of ``ACCEPTED_FORMATS`` and DICOM. A file named explicitly is
+judged by its content whatever its name."""
 DRAFT_MARGIN = 2
 """A reduced JPEG decode keeps at least twice the network's size a side. At 1x (a 1/4 or 1/8 DCT
 scale for most radiographs) libjpeg's scaled inverse DCT shifted the bundled model's probability by

@@ -22,10 +22,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, TextIO
 
-from pneumoscope.data.images import ImageLoadError
+from pneumoscope.data.images import IMAGE_SUFFIXES
+from pneumoscope.errors import failure_message
 from pneumoscope.inference.predictor import Prediction, PreparedImage, prepare_image
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".dic"}
 COLUMNS = ["path", "label", "probability", "threshold", "is_chest_xray", "subtype", "p_bacterial", "heatmap", "error",
            "warnings"]
 """``subtype`` / ``p_bacterial``: bacterial-vs-viral pattern, filled only for a PNEUMONIA film that
@@ -64,12 +64,8 @@ def _decode(job: tuple[str, int, bool]) -> tuple[str, PreparedImage | None, str 
     path, size, keep_display = job
     try:
         return path, prepare_image(path, size, keep_display=keep_display), None
-    except ImageLoadError as exc:
-        return path, None, str(exc)
-    except MemoryError:
-        return path, None, "not enough memory to decode this image"
     except Exception as exc:  # noqa: BLE001 - a bad file must never stop the run
-        return path, None, f"cannot read this file ({type(exc).__name__}: {exc})"
+        return path, None, failure_message(exc)
 
 
 def _worker_init() -> None:
@@ -78,7 +74,7 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
 
 
-class _Rows:
+class RowWriter:
     """Streams rows to CSV (stdout when no path), JSON (one array) or JSON Lines."""
 
     def __init__(self, out: str | Path | None) -> None:
@@ -137,7 +133,7 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def _row(path: str, prediction: Prediction | None, error: str | None, heatmap: str | None = None) -> dict[str, Any]:
+def result_row(path: str, prediction: Prediction | None, error: str | None, heatmap: str | None = None) -> dict[str, Any]:
     if prediction is None:
         return {"path": path, "label": None, "probability": None, "threshold": None,
                 "is_chest_xray": None, "subtype": None, "p_bacterial": None, "heatmap": None, "error": error,
@@ -185,8 +181,8 @@ def _start_pool(workers: int, files: int) -> Any:
     return multiprocessing.get_context(method).Pool(workers, initializer=_worker_init)
 
 
-def _decoded_stream(
-    pool: Any, files: Sequence[str], size: int, keep_display: bool, window: int, timeout: float = DECODE_TIMEOUT_S
+def decoded_stream(
+    pool: Any, files: Sequence[str], size: int, keep_display: bool, window: int = 64, timeout: float = DECODE_TIMEOUT_S
 ) -> Iterator[tuple[str, PreparedImage | None, str | None]]:
     """Decoded files in input order; at most ``window`` in flight, so memory stays bounded
     however many files there are and however far decoding runs ahead of the model."""
@@ -245,7 +241,7 @@ def run_batch(
         print(f"note: skipped {skipped} subfolder(s); pass --recursive to include them", file=sys.stderr)
     if not files:
         raise UserError("no images found (PNG, JPEG, BMP, TIFF or DICOM) in " + ", ".join(map(str, paths)))
-    rows = _Rows(out)
+    rows = RowWriter(out)
     workers = workers if workers is not None else default_workers()
     pool = _start_pool(workers, len(files))
     try:
@@ -255,23 +251,18 @@ def run_batch(
         if heatmaps and not predictor.can_explain:
             raise UserError("--heatmaps needs the model folder (PyTorch); an .onnx file cannot explain its scores")
         painter = _HeatmapWriter(heatmaps) if heatmaps else None
-        stream = _decoded_stream(
+        stream = decoded_stream(
             pool, [str(f) for f in files], predictor.image_size, bool(heatmaps),
             window=max(4 * batch_size, 8 * workers), timeout=decode_timeout,
         )
         bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=None if progress is None else not progress,
                    desc="predicting", dynamic_ncols=True)
         failed = flagged = 0
-        pending: list[tuple[str, PreparedImage | None, str | None]] = []
-
-        def flush_pending() -> None:
-            nonlocal failed, flagged
-            ready = [item for _, item, _ in pending if item is not None]
-            predictions = iter(predictor.predict_prepared(ready, heatmap=bool(heatmaps), batch_size=batch_size))
-            for path, item, error in pending:
-                prediction = next(predictions) if item is not None else None
+        with bar:
+            for path, prediction, error in predictor.stream(stream, heatmap=bool(heatmaps), batch_size=batch_size):
                 saved = painter.write(path, prediction) if painter is not None and prediction is not None else None
-                rows.write(_row(path, prediction, error, saved))
+                rows.write(result_row(path, prediction, error, saved))
+                bar.update(1)
                 if prediction is None:
                     failed += 1
                     bar.write(f"error: {path}: {error}", file=sys.stderr)
@@ -281,16 +272,8 @@ def run_batch(
                     reasons = "; ".join(prediction.warnings[:-1]) or "unlike the training images"
                     bar.write(f"warning: {path}: does not look like a chest X-ray ({reasons}); "
                               f"its label {prediction.label} is not a diagnosis", file=sys.stderr)
-            rows.flush()
-            bar.update(len(pending))
-            pending.clear()
-
-        with bar:
-            for result in stream:
-                pending.append(result)
-                if sum(item is not None for _, item, _ in pending) >= batch_size:
-                    flush_pending()
-            flush_pending()
+                if rows.count % batch_size == 0:
+                    rows.flush()
     finally:
         if pool is not None:
             pool.terminate()
@@ -305,4 +288,4 @@ def run_batch(
     return 1 if failed else 0
 
 
-__all__ = ["run_batch", "expand_paths", "IMAGE_SUFFIXES", "COLUMNS"]
+__all__ = ["COLUMNS", "RowWriter", "decoded_stream", "expand_paths", "result_row", "run_batch"]

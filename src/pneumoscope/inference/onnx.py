@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscope.errors import ModelLoadError
+from pneumoscope.machine import physical_cores
 
 EXPORT_VERSION = 4
 """Bumped whenever the graph's inputs, outputs or metadata change: old cached exports are then ignored."""
@@ -102,28 +103,6 @@ def _torch_version() -> str:
         return metadata.version("torch")
     except metadata.PackageNotFoundError:
         return "none"
-
-
-def physical_cores() -> int:
-    """Physical cores available to this process: ONNX Runtime and PyTorch gain nothing from SMT siblings."""
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        pairs = set()
-        block: dict[str, str] = {}
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in [*handle, "\n"]:
-                if not line.strip():
-                    if "core id" in block:
-                        pairs.add((block.get("physical id", "0"), block["core id"]))
-                    block = {}
-                    continue
-                key, _, value = line.partition(":")
-                block[key.strip()] = value.strip()
-        if pairs:
-            return max(1, min(len(pairs), available))
-    except OSError:
-        pass
-    return max(1, available)
 
 
 def open_session(path: str | Path, threads: int | None = None, spinning: bool = True) -> Any:

@@ -28,7 +28,7 @@ import threading
 import warnings as _warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, Literal, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
@@ -388,17 +388,32 @@ class Predictor:
     def predict_many(
         self, images: Iterable[ImageSource], heatmap: bool = False, batch_size: int = 32
     ) -> list[Prediction]:
-        """Score many images in batches (same results as :meth:`predict`, image by image)."""
-        results: list[Prediction] = []
-        chunk: list[PreparedImage] = []
-        for image in images:
-            chunk.append(self.prepare(image))
-            if len(chunk) == batch_size:
-                results += self.predict_prepared(chunk, heatmap=heatmap)
-                chunk = []
-        if chunk:
-            results += self.predict_prepared(chunk, heatmap=heatmap)
-        return results
+        """Score many images in batches (same results as :meth:`predict`, image by image); an
+        unreadable image raises, as in :meth:`predict`."""
+        decoded = ((index, self.prepare(image), None) for index, image in enumerate(images))
+        return [prediction for _, prediction, _ in self.stream(decoded, heatmap=heatmap, batch_size=batch_size)]
+
+    def stream(
+        self, decoded: Iterable[tuple[Any, "PreparedImage | None", str | None]], heatmap: bool = False,
+        batch_size: int = 32,
+    ) -> Iterator[tuple[Any, "Prediction | None", str | None]]:
+        """The one batch loop (``predict_many``, ``pneumoscope predict``, the app's Batch tab):
+        ``(key, prepared image, None)`` or ``(key, None, error)`` in, ``(key, prediction, None)`` or
+        ``(key, None, error)`` out, in input order, scored ``batch_size`` images at a time."""
+        pending: list[tuple[Any, PreparedImage | None, str | None]] = []
+
+        def flush() -> Iterator[tuple[Any, Prediction | None, str | None]]:
+            scored = iter(self.predict_prepared([item for _, item, _ in pending if item is not None],
+                                                heatmap=heatmap, batch_size=batch_size))
+            for key, item, error in pending:
+                yield key, (next(scored) if item is not None else None), error
+            pending.clear()
+
+        for entry in decoded:
+            pending.append(entry)
+            if sum(item is not None for _, item, _ in pending) >= batch_size:
+                yield from flush()
+        yield from flush()
 
     def prepare(self, image: ImageSource, keep_display: bool = True) -> PreparedImage:
         """Decode and resize ``image`` for this model (what the batch CLI does in worker processes)."""
