@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup app test test-no-browser bench browser
+.PHONY: setup app test test-fast test-no-browser bench browser
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -24,6 +24,10 @@ browser:
 
 test: setup browser
 	$(BIN)/python -m pytest -q
+
+# The quick local loop: everything but the tests that train, serve or drive a browser (CI runs all).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
 # For a machine without apt or root: every test but the browser one, which is skipped with a message.
 test-no-browser: setup

@@ -1,58 +1,18 @@
-"""Fixtures shared by the inference tests (predictor, explain, ONNX, predict CLI).
+"""Helpers for the inference tests: one cached Predictor per (model, backend), a colour photograph.
 
-The model is the bundled one when ``src/pneumoscope/weights/default`` holds it, else the
-development bundle a short training run left in ``/tmp/runs/improved_try``. Predictors are
-cached per (model, backend) for the whole session: loading (and, the first time, exporting to
-ONNX) is the slow part.
+The fixtures built on them (``model_path``, ``predictor``, ``torch_predictor``) are in conftest.py.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
-
-import pytest
 
 from pneumoscope.inference.predictor import Predictor
-from pneumoscope.models.bundle import DEFAULT_MODEL_DIR
-
-DEV_BUNDLE = Path("/tmp/runs/improved_try")
-
-
-def find_model() -> Path | None:
-    for candidate in (DEFAULT_MODEL_DIR, DEV_BUNDLE):
-        if (candidate / "model.json").is_file():
-            return candidate
-    return None
 
 
 @lru_cache(maxsize=None)
 def load_predictor(path: str, backend: str = "auto") -> Predictor:
     return Predictor.load(path, backend=backend)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="session")
-def model_path() -> Path:
-    found = find_model()
-    if found is None:
-        pytest.skip(f"no model bundle: neither {DEFAULT_MODEL_DIR} nor {DEV_BUNDLE} exists")
-    return found
-
-
-@pytest.fixture(scope="session")
-def predictor(model_path: Path) -> Predictor:
-    return load_predictor(str(model_path), "auto")
-
-
-@pytest.fixture(scope="session")
-def torch_predictor(model_path: Path) -> Predictor:
-    return load_predictor(str(model_path), "torch")
-
-
-@pytest.fixture(scope="session")
-def some_originals(originals: Path) -> list[Path]:
-    """Three NORMAL and three PNEUMONIA full-resolution originals."""
-    return sorted((originals / "NORMAL").iterdir())[:3] + sorted((originals / "PNEUMONIA").iterdir())[:3]
 
 
 def colour_photo():

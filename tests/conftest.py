@@ -1,4 +1,6 @@
-"""Shared fixtures: the real data in ../shared/data, read in place and never copied here."""
+"""Shared fixtures: the real data in ../shared/data, read in place and never copied here, and the
+bundled model, loaded once per backend for the whole session (loading, and the first time
+exporting to ONNX, is the slow part)."""
 
 from __future__ import annotations
 
@@ -56,3 +58,32 @@ def small_collection(chest_xray: Path, tmp_path_factory: pytest.TempPathFactory)
             patients.add(patient)
             (target / path.name).symlink_to(path)
     return root
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    from pneumoscope.models.bundle import DEFAULT_MODEL_DIR
+
+    if not (DEFAULT_MODEL_DIR / "model.json").is_file():
+        pytest.fail(f"the bundled model is missing from {DEFAULT_MODEL_DIR}")
+    return DEFAULT_MODEL_DIR
+
+
+@pytest.fixture(scope="session")
+def predictor(model_path: Path):
+    from _inference import load_predictor
+
+    return load_predictor(str(model_path), "auto")
+
+
+@pytest.fixture(scope="session")
+def torch_predictor(model_path: Path):
+    from _inference import load_predictor
+
+    return load_predictor(str(model_path), "torch")
+
+
+@pytest.fixture(scope="session")
+def some_originals(originals: Path) -> list[Path]:
+    """Three NORMAL and three PNEUMONIA full-resolution originals."""
+    return sorted((originals / "NORMAL").iterdir())[:3] + sorted((originals / "PNEUMONIA").iterdir())[:3]

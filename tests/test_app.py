@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from _inference import colour_photo, model_path, predictor  # noqa: F401
+from _inference import colour_photo
 from _server import running_app, upload_copy, uploads_left
 from pneumoscope.app import (
     NOT_XRAY_LABEL,
@@ -45,7 +45,7 @@ def odd_files(tmp_path_factory: pytest.TempPathFactory, normal_original: Path) -
 
 
 @pytest.fixture()
-def app(predictor: Predictor, tmp_path: Path) -> App:  # noqa: F811
+def app(predictor: Predictor, tmp_path: Path) -> App:
     upload_dir = tmp_path / "uploads"
     upload_dir.mkdir()
     return App(predictor, upload_dir)
@@ -222,7 +222,7 @@ def test_predict_batch(app: App, normal_original: Path, pneumonia_original: Path
     assert app.predict_batch([]) == ([], None)
 
 
-def test_about_leads_with_a_summary_then_card_config_and_figures(predictor: Predictor) -> None:  # noqa: F811
+def test_about_leads_with_a_summary_then_card_config_and_figures(predictor: Predictor) -> None:
     about = about_content(predictor)
     folder = Path(predictor.model_path)
     assert (folder / "MODEL_CARD.md").read_text(encoding="utf-8") == about.card
@@ -244,7 +244,7 @@ def test_example_files_take_turns_between_classes(originals: Path) -> None:
     assert [path.parent.name for path in chosen] == ["NORMAL", "PNEUMONIA", "NORMAL", "PNEUMONIA"]
 
 
-def test_shipped_examples_are_credited_radiographs_the_model_reads_right(predictor: Predictor) -> None:  # noqa: F811
+def test_shipped_examples_are_credited_radiographs_the_model_reads_right(predictor: Predictor) -> None:
     """`make app` offers examples on any machine: four small radiographs inside the package, each
     credited (CC BY 4.0) and each given its own class by the bundled model."""
     from pneumoscope.app import DEFAULT_EXAMPLES
@@ -270,7 +270,7 @@ def test_bad_options_are_user_errors(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ the running server
 @pytest.fixture(scope="module")
-def served(model_path: Path):  # noqa: F811
+def served(model_path: Path):
     with running_app(model=str(model_path), warm_up=False) as running:
         yield running
 

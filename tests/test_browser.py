@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from _inference import colour_photo, model_path, some_originals  # noqa: F401
+from _inference import colour_photo
 from _server import running_app, uploads_left
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -48,7 +48,7 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def served(model_path: Path, originals: Path):  # noqa: F811
+def served(model_path: Path, originals: Path):
     with running_app(model=str(model_path), examples=str(originals)) as running:
         yield running
 

@@ -46,7 +46,9 @@ def test_wrong_value_is_named(tmp_path: Path) -> None:
 
 def test_pretrained_only_where_weights_exist(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="pretrained"):
-        load_config(_write(tmp_path, "name: x\nmodel:\n  arch: resnet18\n  pretrained: true\n"))
+        load_config(_write(tmp_path, "name: x\nmodel:\n  arch: simple_cnn\n  pretrained: true\n"))
+    with pytest.raises(ConfigError, match=r"model\.arch"):  # only the networks the project trains
+        load_config(_write(tmp_path, "name: x\nmodel:\n  arch: resnet18\n"))
 
 
 def test_not_yaml_and_missing_file(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _inference import model_path, predictor, some_originals, torch_predictor  # noqa: F401
 from pneumoscope.inference.explain import overlay_heatmap, upsample_map
 from pneumoscope.inference.predictor import Predictor
 

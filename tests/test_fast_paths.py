@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from _inference import model_path, predictor  # noqa: F401
 from pneumoscope.data.collection import records_for
 from pneumoscope.data.images import decode_image, resize_square
 from pneumoscope.inference.predictor import PreparedImage, Predictor, prepare_image
@@ -22,7 +21,7 @@ def _full_decode(path: Path, size: int) -> PreparedImage:
                          decoded.format, None)
 
 
-def test_reduced_decode_matches_full_decode_on_the_originals(predictor: Predictor, originals: Path) -> None:  # noqa: F811
+def test_reduced_decode_matches_full_decode_on_the_originals(predictor: Predictor, originals: Path) -> None:
     files = sorted(originals.glob("*/*.jp*g"))
     assert len(files) >= 40
     fast = predictor.predict_prepared([prepare_image(f, predictor.image_size, keep_display=False) for f in files])
@@ -38,7 +37,7 @@ def test_reduced_decode_matches_full_decode_on_the_originals(predictor: Predicto
     assert min(reduced.shape) < min(decode_image(files[0]).grey.shape)
 
 
-def test_reduced_decode_is_exact_on_the_validation_split(predictor: Predictor, chest_xray: Path) -> None:  # noqa: F811
+def test_reduced_decode_is_exact_on_the_validation_split(predictor: Predictor, chest_xray: Path) -> None:
     """The validation films are 224 px copies: there is no DCT scale to skip, so the pixels, and
     therefore every figure measured on them, are exactly the full decode's."""
     records = records_for(chest_xray, "train")[::40]

@@ -21,7 +21,6 @@ import pytest
 
 from _dicom import make_dicom
 from _hostile import NOT_XRAY, OK, Case, check_error_message, hostile_corpus, reference_grey, write_corpus
-from _inference import model_path, predictor  # noqa: F401
 from _server import running_app, upload_copy, uploads_left
 from pneumoscope.app import NOT_XRAY_LABEL, App
 from pneumoscope.cli import main
@@ -52,7 +51,7 @@ def corpus(cases: list[Case], tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 
 @pytest.fixture(scope="module")
-def reference(predictor: Predictor, grey: np.ndarray) -> Prediction:  # noqa: F811
+def reference(predictor: Predictor, grey: np.ndarray) -> Prediction:
     clean = predictor.predict(grey, heatmap=predictor.can_explain)  # also warms the Grad-CAM path up
     assert clean.is_chest_xray
     # far from the threshold in log-odds (a factor of 4.5 in the odds): a valid re-encoding that
@@ -113,7 +112,7 @@ def test_loader_on_the_corpus_bounded_in_time_and_memory(cases: list[Case], corp
 
 
 # ------------------------------------------------------------------ pneumoscope predict
-def test_predict_cli_on_the_corpus(cases: list[Case], corpus: dict[str, Path], model_path: Path,  # noqa: F811
+def test_predict_cli_on_the_corpus(cases: list[Case], corpus: dict[str, Path], model_path: Path,
                                    reference: Prediction, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     out = tmp_path / "results.jsonl"
     started = time.perf_counter()
@@ -138,7 +137,7 @@ def test_predict_cli_on_the_corpus(cases: list[Case], corpus: dict[str, Path], m
 
 
 # ------------------------------------------------------------------ the app's handlers
-def test_app_handlers_on_the_corpus(cases: list[Case], corpus: dict[str, Path], predictor: Predictor,  # noqa: F811
+def test_app_handlers_on_the_corpus(cases: list[Case], corpus: dict[str, Path], predictor: Predictor,
                                     reference: Prediction, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     app = App(predictor, tmp_path / "uploads")
@@ -168,7 +167,7 @@ def test_app_handlers_on_the_corpus(cases: list[Case], corpus: dict[str, Path], 
 
 # ------------------------------------------------------------------ the running server
 @pytest.mark.slow
-def test_server_on_the_corpus(cases: list[Case], corpus: dict[str, Path], model_path: Path,  # noqa: F811
+def test_server_on_the_corpus(cases: list[Case], corpus: dict[str, Path], model_path: Path,
                               reference: Prediction, tmp_path: Path) -> None:
     from gradio_client import Client, handle_file
 
@@ -230,7 +229,7 @@ def _assert_no_patient_fields(text: str, where: str) -> None:
 
 @pytest.mark.slow
 def test_dicom_patient_fields_never_in_responses_or_logs(
-    patient_dicoms: dict[str, Path], predictor: Predictor, model_path: Path,  # noqa: F811
+    patient_dicoms: dict[str, Path], predictor: Predictor, model_path: Path,
     tmp_path: Path, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture,
 ) -> None:
     from gradio_client import Client, handle_file

@@ -85,3 +85,27 @@ def test_a_foreign_pool_folder_is_never_deleted(tiny_collection: Path, tmp_path:
     with pytest.raises(ConfigError, match="not a leakage pool"):
         run_leakage_study(tiny_collection, tmp_path / "out", epochs=1, progress=False)
     assert (tmp_path / "out" / "pool" / "precious.txt").is_file()
+
+
+@pytest.mark.slow
+def test_default_config_comes_from_an_installed_wheel(tmp_path: Path) -> None:
+    """The leakage study's baseline config is package data: an installed wheel, run from a folder
+    that is not the checkout, finds it (and the bundled model, the examples) inside the package."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(repo),
+                    "-w", str(tmp_path / "wheel")], check=True, timeout=300)
+    wheel = next((tmp_path / "wheel").glob("pneumoscope-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path / "site"),
+                    str(wheel)], check=True, timeout=300)
+    script = ("import pneumoscope, sys; from pneumoscope.evaluation.leakage import default_config_path; "
+              "from pneumoscope.config import load_config; path = default_config_path(); "
+              "print(path.is_relative_to(sys.argv[1]), load_config(path).name, pneumoscope.__file__)")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "site")], capture_output=True, text=True,
+                          cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"},
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    inside, name, module = done.stdout.split()
+    assert inside == "True" and name == "baseline" and module.startswith(str(tmp_path / "site")), done.stdout

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _inference import load_predictor, model_path, predictor, some_originals, torch_predictor  # noqa: F401
 from pneumoscope.inference.export import export_onnx
 from pneumoscope.inference.onnx import read_contract
 from pneumoscope.inference.predictor import HeatmapUnavailableError, Predictor

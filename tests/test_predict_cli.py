@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _inference import colour_photo, model_path  # noqa: F401
+from _inference import colour_photo
 from pneumoscope.cli import main
 from pneumoscope.inference.batch import COLUMNS, expand_paths
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _inference import colour_photo, model_path, predictor, some_originals, torch_predictor  # noqa: F401
+from _inference import colour_photo
 from pneumoscope.config import CLASS_NAMES
 from pneumoscope.data.images import ImageLoadError
 from pneumoscope.inference.predictor import DISPLAY_MAX, NOT_A_DIAGNOSIS, Prediction, Predictor, pneumonia_prediction

@@ -11,7 +11,6 @@ import pytest
 import torch
 from PIL import Image
 
-from _inference import model_path, predictor  # noqa: F401  (fixtures)
 from pneumoscope.config import AugmentConfig, ThresholdConfig
 from pneumoscope.data.collection import read_manifest
 from pneumoscope.data.perturb import FAMILIES, SELECTION_SET, STRESSED_SET, perturb_images, stressed_copies
@@ -99,7 +98,7 @@ def test_threshold_rules_prior_and_cost() -> None:
     assert choose_threshold(labels, probs, ThresholdConfig(rule="cost", cost_ratio=5.0)) <= youden
 
 
-def test_stress_report_on_real_images(model_path: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_stress_report_on_real_images(model_path: Path, tmp_path: Path) -> None:
     from pneumoscope.cli import main
 
     manifest = model_path / "split_manifest.csv"
@@ -128,7 +127,7 @@ def test_stress_report_on_real_images(model_path: Path, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "again" / "stress.json").read_text())["conditions"] == report["conditions"]
 
 
-def test_unknown_family_is_a_user_error(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # noqa: F811
+def test_unknown_family_is_a_user_error(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from pneumoscope.cli import main
 
     code = main(["stress", str(model_path / "split_manifest.csv"), "--out", str(tmp_path), "--families", "crop,blurry"])
@@ -137,7 +136,7 @@ def test_unknown_family_is_a_user_error(model_path: Path, tmp_path: Path, capsys
     assert "unknown perturbation families crop, blurry" in err and "Traceback" not in err
 
 
-def test_bundled_model_ignores_framing(model_path: Path, predictor, chest_xray: Path) -> None:  # noqa: F811
+def test_bundled_model_ignores_framing(model_path: Path, predictor, chest_xray: Path) -> None:
     """Issue 11's CI check: at a central crop of 0.8 at most 5 % of validation NORMAL films flip
     to PNEUMONIA, and the clean validation AUC stays at least 0.99."""
     from pneumoscope.data.cache import decode_all
@@ -154,7 +153,7 @@ def test_bundled_model_ignores_framing(model_path: Path, predictor, chest_xray: 
     assert flipped.sum() <= 0.05 * len(normal), f"{flipped.sum()} of {len(normal)} NORMAL films flip at crop 0.8"
 
 
-def test_original_and_its_224_copy_get_the_same_label(predictor, originals: Path, chest_xray: Path) -> None:  # noqa: F811
+def test_original_and_its_224_copy_get_the_same_label(predictor, originals: Path, chest_xray: Path) -> None:
     """One resize for all inputs: a full-resolution original, stretched to the square by the loader,
     reaches the network as its 224 px training copy did (which is itself a quality-75 JPEG).
 

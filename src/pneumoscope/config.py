@@ -18,6 +18,8 @@ CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 """Label 0 is NORMAL and 1 is PNEUMONIA in every file, array and report of the project."""
 SUBTYPE_NAMES: tuple[str, str] = ("viral", "bacterial")
 """The subtype head's target on PNEUMONIA films: 0 viral, 1 bacterial (Kermany's file names)."""
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+"""The project's training configs, shipped in the package (the checkout's ``configs/`` links here)."""
 
 
 class _Strict(BaseModel):
@@ -73,7 +75,7 @@ class AugmentConfig(_Strict):
 class ModelConfig(_Strict):
     """Which network; the net itself is a plain ``nn.Module`` in ``models/nets.py``."""
 
-    arch: Literal["simple_cnn", "efficientnet_lite0", "resnet18"] = "simple_cnn"
+    arch: Literal["simple_cnn", "efficientnet_lite0"] = "simple_cnn"
     pretrained: bool = False
     normalize: Literal["fixed", "per_image"] = "fixed"
     """``fixed``: pixels / 255. ``per_image``: zero mean, unit variance per image, so a darker

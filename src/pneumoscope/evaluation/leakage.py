@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pneumoscope.config import ConfigError, load_config
+from pneumoscope.config import CONFIGS_DIR, ConfigError, load_config
 from pneumoscope.data.collection import (
     Record,
     patient_split,
@@ -47,12 +47,12 @@ POOL_MARKER = ".pneumoscope-leakage-pool"
 
 
 def default_config_path() -> Path:
-    """``configs/baseline.yaml`` of the source checkout, or of the working directory."""
-    for base in (Path(__file__).resolve().parents[3], Path.cwd()):
-        candidate = base / "configs" / "baseline.yaml"
-        if candidate.is_file():
-            return candidate
-    raise ConfigError("configs/baseline.yaml not found: run from the project's root or pass config=")
+    """The baseline config shipped in the package (``pneumoscope/configs``, which the checkout's
+    ``configs/`` links to): found the same from a source checkout and from an installed wheel."""
+    candidate = CONFIGS_DIR / "baseline.yaml"
+    if not candidate.is_file():
+        raise ConfigError(f"{candidate} is missing from the installed package: reinstall pneumoscope or pass config=")
+    return candidate
 
 
 def hold_out_patients(

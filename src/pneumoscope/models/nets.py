@@ -111,40 +111,6 @@ class EfficientNetLite0(nn.Module):
         return self.net._fc(self.net._dropout(features))
 
 
-class ResNet18(nn.Module):
-    """MONAI's ResNet-18 with the standard stride-2 stem, trained from scratch."""
-
-    def __init__(self, dropout: float) -> None:
-        super().__init__()
-        from monai.networks.nets import ResNet
-
-        self.net = ResNet(
-            block="basic", layers=[2, 2, 2, 2], block_inplanes=[64, 128, 256, 512],
-            spatial_dims=2, n_input_channels=1, num_classes=1, conv1_t_stride=2,
-        )
-        self.feature_dim = self.net.fc.in_features
-        self.net.fc = nn.Identity()
-        self.drop = nn.Dropout(dropout)
-        self.fc = nn.Linear(self.feature_dim, 1)
-        self.cam_layer = "net.layer4"
-
-    def cam_activation(self, x: torch.Tensor) -> torch.Tensor:
-        net = self.net
-        x = net.act(net.bn1(net.conv1(x)))
-        if not net.no_max_pool:
-            x = net.maxpool(x)
-        return net.layer4(net.layer3(net.layer2(net.layer1(x))))
-
-    def from_cam(self, activation: torch.Tensor) -> torch.Tensor:
-        return self.net.avgpool(activation).flatten(1)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.from_cam(self.cam_activation(x))
-
-    def classify(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.drop(features))
-
-
 class PneumoNet(nn.Module):
     """Normalisation + backbone: the whole model from raw grey pixels to one logit."""
 
@@ -153,10 +119,8 @@ class PneumoNet(nn.Module):
         self.normalize = Normalize(config.normalize)
         if config.arch == "simple_cnn":
             self.backbone: nn.Module = SimpleCNN(config.width, config.dropout)
-        elif config.arch == "efficientnet_lite0":
-            self.backbone = EfficientNetLite0(image_size, config.dropout, config.pretrained, config.freeze_blocks)
         else:
-            self.backbone = ResNet18(config.dropout)
+            self.backbone = EfficientNetLite0(image_size, config.dropout, config.pretrained, config.freeze_blocks)
         self.image_size = image_size
         self.subtype_head: nn.Module | None = None
         if config.subtype_head:
