@@ -81,10 +81,10 @@ def test_descriptive_edits_still_load_but_swapped_weights_do_not(bundle_copy: Pa
     # Weights re-saved without the seal (and model.json's hash updated to match): refused.
     from safetensors.torch import load_file, save_file
 
-    from pneumoscope.models.bundle import sha256_file
+    from pneumoscope.data.collection import content_hash
 
     save_file(load_file(str(bundle_copy / "model.safetensors")), str(bundle_copy / "model.safetensors"))
-    meta["files"]["model.safetensors"] = sha256_file(bundle_copy / "model.safetensors")
+    meta["files"]["model.safetensors"] = content_hash(bundle_copy / "model.safetensors")
     (bundle_copy / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelLoadError, match="no sealed decision values"):
         load_bundle(bundle_copy)

@@ -99,6 +99,10 @@ def test_tiny_real_training_run_writes_a_loadable_bundle(small_collection: Path,
     history = (run / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,train_loss,train_auc,train_acc,val_loss,val_auc,val_acc")
     assert len(history) == 3
+    assert [row.split(",")[0] for row in history[1:]] == ["0", "1"]
+    assert all("" not in row.split(",") for row in history[1:]), history  # every figure of every epoch
+    assert (run / "logs" / "metrics.csv").is_file()  # what Lightning's CSVLogger wrote, history.csv's source
+    assert not (run / "checkpoints").exists()  # no pickled checkpoint: the weights are safetensors
     meta = json.loads((run / "model.json").read_text())
     assert 0 < meta["threshold"] < 1
     assert meta["validation"]["n"] == sum(r.split == "val" for r in records)

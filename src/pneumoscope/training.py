@@ -40,26 +40,48 @@ def machine_description() -> str:
     return describe()
 
 
-def write_history(history: list[dict[str, float]], run_dir: Path) -> None:
-    if not history:
-        return
-    keys = list(dict.fromkeys(k for row in history for k in row))
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_auc", "train_acc", "val_loss", "val_auc", "val_acc", "val_stress_auc",
+                   "val_subtype_auc")
+"""history.csv's columns, in this order; those a run did not log are left out."""
+LOG_FOLDER = "logs"
+"""Where Lightning's CSVLogger writes ``metrics.csv`` inside a run folder."""
+
+
+def write_history(run_dir: Path) -> list[dict[str, float]]:
+    """One row per epoch in ``history.csv``, and ``curves.png``, from the ``metrics.csv`` that
+    Lightning's CSVLogger wrote (a row per logging call: train and validation figures of one epoch
+    land on different rows, and the epoch's mean loss is named ``train_loss_epoch``)."""
+    logged = run_dir / LOG_FOLDER / "metrics.csv"
+    if not logged.is_file():
+        return []
+    epochs: dict[int, dict[str, float]] = {}
+    with logged.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if not row.get("epoch"):
+                continue
+            merged = epochs.setdefault(int(float(row["epoch"])), {})
+            for key, value in row.items():
+                name = "train_loss" if key == "train_loss_epoch" else key
+                if value not in ("", None) and name in HISTORY_COLUMNS:
+                    merged[name] = float(value)
+    history = [{**values, "epoch": epoch} for epoch, values in sorted(epochs.items())]
+    columns = [c for c in HISTORY_COLUMNS if any(c in row for row in history)]
     with (run_dir / "history.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(history)
+        writer.writerows({**row, "epoch": int(row["epoch"])} for row in history)
     plot_history(history, run_dir / "curves.png")
+    return history
 
 
 def plot_history(history: list[dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Loss, AUC and accuracy per epoch, train beside validation (the Figure API: no pyplot state)."""
+    from matplotlib.figure import Figure
 
     epochs = [row["epoch"] for row in history]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, metric in zip(axes, ("loss", "auc", "acc")):
+    fig = Figure(figsize=(13, 3.6))
+    for index, metric in enumerate(("loss", "auc", "acc")):
+        ax = fig.add_subplot(1, 3, index + 1)
         for split in ("train", "val"):
             values = [row.get(f"{split}_{metric}", np.nan) for row in history]
             ax.plot(epochs, values, marker="o", label=split)
@@ -69,7 +91,6 @@ def plot_history(history: list[dict[str, float]], path: Path) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def train(
@@ -90,7 +111,8 @@ def train(
         return train_subtype_head(config, out, progress=progress)
     import lightning as L
     import torch
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping
+    from lightning.pytorch.loggers import CSVLogger
 
     from pneumoscope import heap
     from pneumoscope.models.datamodule import XRayDataModule
@@ -114,11 +136,11 @@ def train(
         max_epochs=config.train.epochs,
         max_time={"minutes": config.train.max_minutes} if config.train.max_minutes else None,
         limit_train_batches=config.train.limit_train_batches,
-        callbacks=[
-            ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=module.monitor, mode="max", save_top_k=1, save_last=True),
-            EarlyStopping(monitor=module.monitor, mode="max", patience=config.train.patience),
-        ],
-        logger=False,
+        # The best epoch's weights are kept in memory (module.best_state) and saved as safetensors by
+        # finalize: no pickled Lightning checkpoint is ever written.
+        callbacks=[EarlyStopping(monitor=module.monitor, mode="max", patience=config.train.patience)],
+        enable_checkpointing=False,
+        logger=CSVLogger(run_dir, name=LOG_FOLDER, version=""),
         enable_progress_bar=progress,
         default_root_dir=run_dir,
         deterministic=False,
@@ -133,7 +155,7 @@ def train(
     _end_distributed()
     if not trainer.is_global_zero:
         return None
-    write_history(module.history, run_dir)
+    write_history(run_dir)
     if module.best_state is not None:
         module.net.load_state_dict(module.best_state)
     finalize(config, module.net, datamodule, run_dir, extra={

@@ -134,7 +134,9 @@ def require_both_classes(records: list[Record], where: str) -> None:
 
 
 def content_hash(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """SHA-256 of a file's bytes, read in chunks (duplicate images; a model's files in model.json)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def find_duplicates(records: list[Record]) -> list[list[Record]]:

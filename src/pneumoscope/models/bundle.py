@@ -12,12 +12,12 @@ temperature, image size, the OOD distance threshold) are also sealed into the he
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pneumoscope.data.collection import content_hash
 from pneumoscope.errors import ConfigError, ModelLoadError
 
 if TYPE_CHECKING:  # PyTorch is imported by what loads or saves weights, not by reading model.json
@@ -62,14 +62,6 @@ class Bundle:
         return self.config.data.image_size
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def decision_values(meta: dict[str, Any]) -> dict[str, Any]:
     """The values of ``model.json`` that change what the model answers."""
     values = {
@@ -107,7 +99,7 @@ def save_bundle(
     if ood:
         save_file({k: v.detach().cpu().contiguous() for k, v in ood.items()}, str(folder / OOD))
         files.append(OOD)
-    meta = {**meta, "format": FORMAT_VERSION, "files": {name: sha256_file(folder / name) for name in files}}
+    meta = {**meta, "format": FORMAT_VERSION, "files": {name: content_hash(folder / name) for name in files}}
     (folder / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return folder
 
@@ -133,7 +125,7 @@ def verify_files(folder: Path, meta: dict[str, Any], seal: bool = True) -> None:
         path = folder / name
         if not path.is_file():
             raise ModelLoadError(f"model file missing: {path}")
-        if sha256_file(path) != expected:
+        if content_hash(path) != expected:
             raise ModelLoadError(f"model file {name} does not match its SHA-256 in {META}: corrupt or tampered with")
     if WEIGHTS not in meta["files"]:
         raise ModelLoadError(f"{META} does not list {WEIGHTS}")

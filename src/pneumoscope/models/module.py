@@ -32,8 +32,7 @@ class PneumoniaModule(L.LightningModule):
         self.best_auc = -1.0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_epoch = -1
-        self.train_loss_mean, self.val_loss_mean = MeanMetric(), MeanMetric()
-        self.history: list[dict[str, float]] = []
+        self.val_loss_mean = MeanMetric()
         self._last_val: dict[str, float] = {}
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -71,23 +70,15 @@ class PneumoniaModule(L.LightningModule):
         probs = torch.sigmoid(logits.detach().float())
         self.train_auc.update(probs, labels)
         self.train_acc.update(probs, labels)
-        self.train_loss_mean.update(loss.detach())
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(labels))
         return loss
 
     def on_train_epoch_end(self) -> None:
-        row = {
-            "epoch": self.current_epoch,
-            "train_loss": float(self.train_loss_mean.compute()),
-            "train_auc": float(self.train_auc.compute()),
-            "train_acc": float(self.train_acc.compute()),
-            **self._last_val,
-        }
-        self.log("train_auc", row["train_auc"], sync_dist=True)
-        self.log("train_acc", row["train_acc"], sync_dist=True)
-        for metric in (self.train_auc, self.train_acc, self.train_loss_mean):
+        # Epoch figures go to the trainer's logger (a CSVLogger in training.train: metrics.csv).
+        self.log("train_auc", float(self.train_auc.compute()), sync_dist=True)
+        self.log("train_acc", float(self.train_acc.compute()), sync_dist=True)
+        for metric in (self.train_auc, self.train_acc):
             metric.reset()
-        self.history.append(row)
 
     def on_validation_epoch_start(self) -> None:
         self.val_loss_mean.reset()
