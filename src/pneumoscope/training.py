@@ -362,7 +362,6 @@ def finalize(
         meta["card_sections"] = card_sections
     save_bundle(run_dir, config, net, meta, ood=ood_stats)
     write_card(run_dir)
-    (run_dir / "summary.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     torch.set_grad_enabled(True)
     return meta
 

@@ -7,11 +7,9 @@ figures they publish come from the code that the app and ``pneumoscope predict``
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-
-from typing import TYPE_CHECKING
 
 from pneumoscope.data.cache import decode_all
 from pneumoscope.models.bundle import Bundle
