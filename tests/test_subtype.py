@@ -157,9 +157,15 @@ def test_head_on_a_frozen_network_leaves_its_answers_alone(small_collection: Pat
     old, new = load_bundle(base).meta, load_bundle(run).meta
     for key in ("threshold", "temperature", "validation", "validation_stressed"):
         assert _rounded(new[key]) == _rounded(old[key]), key  # recomputed: float noise at 1e-9 aside
-    # The OOD threshold too, within the noise of a covariance fitted to this barely trained net's
-    # near-constant features (on the bundled model every value matched exactly).
-    assert new["ood"]["distance_threshold"] == pytest.approx(old["ood"]["distance_threshold"], rel=0.05)
+    # The OOD statistics are fitted to the same features: their mean matches to float noise. This
+    # barely trained net's features are near-constant, so its precision matrix has entries of 1e20
+    # and the distance threshold moves by several % with float noise alone; what it decides, which
+    # validation and training films it flags, is compared instead (on the bundled model every
+    # value matched exactly).
+    ood_before, ood_after = load_file(base / "ood.safetensors"), load_file(run / "ood.safetensors")
+    assert torch.allclose(ood_before["mean"], ood_after["mean"], atol=1e-6)
+    for key in ("val_flagged_rate", "train_flagged_rate", "distance_quantile"):
+        assert new["ood"][key] == old["ood"][key], key
     assert (run / "split_manifest.csv").read_text() == (base / "split_manifest.csv").read_text()
     assert 0 <= new["subtype"]["validation"]["auc"] <= 1
     card = (run / "MODEL_CARD.md").read_text()

@@ -16,15 +16,17 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from pneumoscope.data.images import load_image
+from pneumoscope.data.images import DRAFT_MARGIN, load_image
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("PNEUMOSCOPE_CACHE", Path.home() / ".cache" / "pneumoscope"))
 
 
-RESIZE_VERSION = "bilinear-1"
-"""Part of every cache key: a change to how the loader resizes must not reuse arrays made the old way."""
+RESIZE_VERSION = f"bilinear-1|draft-{DRAFT_MARGIN}x"
+"""Part of every cache key: a change to how the loader decodes or resizes must not reuse arrays made
+the old way (a JPEG's reduced decode keeps ``DRAFT_MARGIN`` times the size: a 224 px file decoded
+for a 64 px network changed when the margin did)."""
 
 
 def cache_key(paths: Sequence[str], size: int) -> str:

@@ -38,6 +38,7 @@ from pneumoscope.data.collection import (
 )
 from pneumoscope.evaluation.metrics import compute_metrics
 from pneumoscope.evaluation.scoring import score_paths
+from pneumoscope.evaluation.markdown import interval as _ci
 
 SPLIT_LEVELS = ("image", "patient")
 HOLDOUT_FRACTION = 0.15
@@ -196,10 +197,6 @@ def _table(result: dict[str, Any]) -> str:
         lines.append(f"{run['split_level'] + '-level':<14}{v['auc']:>9.4f}{h['auc']:>14.4f}{o['auc']:>+8.4f}"
                      f"{v['accuracy']:>9.4f}{h['accuracy']:>14.4f}{o['accuracy']:>+8.4f}")
     return "\n".join(lines)
-
-
-def _ci(interval: list[float]) -> str:
-    return f"[{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
 def _markdown(result: dict[str, Any]) -> str:

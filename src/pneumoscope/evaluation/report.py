@@ -26,6 +26,7 @@ from pneumoscope.evaluation.metrics import compute_metrics, paired_bootstrap_dif
 from pneumoscope.evaluation.scoring import score_paths
 from pneumoscope.models.bundle import Bundle, load_bundle
 from pneumoscope.models.card import KERMANY_SUBTYPE, three_way_table
+from pneumoscope.evaluation.markdown import interval as _ci, points_interval as _pct_ci, table
 
 EVALUATE_FILES = (
     "metrics.json",
@@ -148,13 +149,6 @@ def _json_safe(value: Any) -> Any:
 
 def _write_json(data: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-
-
-def _ci(interval: Sequence[float | None]) -> str:
-    low, high = interval
-    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
-        return "n/a"
-    return f"[{low:.3f}, {high:.3f}]"
 
 
 def evaluate(
@@ -532,8 +526,6 @@ def comparison_table(result: dict[str, Any]) -> str:
 def _comparison_markdown(result: dict[str, Any]) -> str:
     entries = result["models"]
     data = result["data"]
-    header = "| metric | " + " | ".join(f"`{e['name']}`" for e in entries) + " |"
-    rule = "|---|" + "---:|" * len(entries)
     rows = []
     for key, label in _COMPARE_ROWS:
         cells = []
@@ -541,15 +533,15 @@ def _comparison_markdown(result: dict[str, Any]) -> str:
             m = e["metrics"]
             ci = f" {_ci(m[key + '_ci95'])}" if key + "_ci95" in m else ""
             cells.append(f"{m[key]:.4f}{ci}")
-        rows.append(f"| {label} | " + " | ".join(cells) + " |")
-    rows.append("| TN FP / FN TP | " + " | ".join(
-        "{} {} / {} {}".format(*e["metrics"]["confusion_matrix"][0], *e["metrics"]["confusion_matrix"][1])
-        for e in entries) + " |")
+        rows.append([label, *cells])
+    rows.append(["TN FP / FN TP", *("{} {} / {} {}".format(*e["metrics"]["confusion_matrix"][0],
+                                                            *e["metrics"]["confusion_matrix"][1]) for e in entries)])
     if result.get("subtype_compared"):
         for key, label in _SUBTYPE_ROWS:
             cells = [f"{e['subtype'][key]:.4f}" + (f" {_ci(e['subtype'][key + '_ci95'])}" if key + "_ci95" in e["subtype"] else "")
                      for e in entries]
-            rows.append(f"| {label} (PNEUMONIA films) | " + " | ".join(cells) + " |")
+            rows.append([f"{label} (PNEUMONIA films)", *cells])
+    figures = table(["metric", *(f"`{e['name']}`" for e in entries)], rows)
     story = []
     first = entries[0]
     for e in entries[1:]:
@@ -572,9 +564,7 @@ the same for every model. Each model is taken at its own stored threshold.
 
 {models}
 
-{header}
-{rule}
-{chr(10).join(rows)}
+{figures}
 
 Intervals: 95 %, patient-level bootstrap.
 
@@ -592,10 +582,3 @@ Differences are paired: each resample of patients scores every model on the same
 
 ![ROC](roc.png) ![precision-recall](pr.png)
 """
-
-
-def _pct_ci(interval: Sequence[float | None]) -> str:
-    low, high = interval
-    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
-        return "n/a"
-    return f"[{100 * low:+.1f}, {100 * high:+.1f}] points"

@@ -24,6 +24,7 @@ from pneumoscope.data.perturb import FAMILIES, STRESSED_SET, perturb_images
 from pneumoscope.evaluation.metrics import compute_metrics, predictions
 from pneumoscope.evaluation.report import _write_json, load_evaluation_set
 from pneumoscope.models.decision import choose_threshold, describe_rule
+from pneumoscope.evaluation.markdown import percent as _pct, table
 
 RULES: tuple[ThresholdConfig, ...] = (
     ThresholdConfig(rule="min_sensitivity", min_sensitivity=0.97),
@@ -207,10 +208,6 @@ def _compare_rules(
     return table
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f} %"
-
-
 def summary_lines(report: dict[str, Any]) -> str:
     c, s = report["clean"], report["stressed"]
     return (
@@ -328,25 +325,24 @@ COMPARISON_ROWS: tuple[tuple[str, float], ...] = (
 def stress_comparison(reports: list[dict[str, Any]], out: Path, command: str) -> Path:
     """``comparison.md``: several models' stress reports side by side (specificity / sensitivity)."""
     names = [r["model"]["name"] for r in reports]
-    header = "| | " + " | ".join(f"`{n}`" for n in names) + " |"
-    lines = [header, "|---|" + "---:|" * len(names)]
-    lines.append("| threshold | " + " | ".join(f"{r['model']['threshold']:.3f}" for r in reports) + " |")
+    rows = [["threshold", *(f"{r['model']['threshold']:.3f}" for r in reports)]]
     for key, title in (("clean", "clean"), ("stressed", "stressed pool")):
-        lines.append(f"| {title}: AUC | " + " | ".join(f"{r[key]['auc']:.4f}" for r in reports) + " |")
-        lines.append(f"| {title}: sensitivity / specificity | "
-                     + " | ".join(f"{_pct(r[key]['sensitivity'])} / {_pct(r[key]['specificity'])}" for r in reports) + " |")
+        rows.append([f"{title}: AUC", *(f"{r[key]['auc']:.4f}" for r in reports)])
+        rows.append([f"{title}: sensitivity / specificity",
+                     *(f"{_pct(r[key]['sensitivity'])} / {_pct(r[key]['specificity'])}" for r in reports)])
     for family, strength in COMPARISON_ROWS:
         cells = []
         for r in reports:
             row = next((c for c in r["conditions"] if c["family"] == family and c["strength"] == strength), None)
             cells.append("n/a" if row is None else
                          f"{row['normal_to_pneumonia']} / {row['pneumonia_to_normal']} (AUC {row['auc']:.3f})")
-        lines.append(f"| {family} {strength:g}: flips N→P / P→N | " + " | ".join(cells) + " |")
+        rows.append([f"{family} {strength:g}: flips N→P / P→N", *cells])
+    figures = table(["", *(f"`{n}`" for n in names)], rows)
     d = reports[0]["data"]
     text = (f"# Stress reports side by side\n\nCommand: `{command}`\n\n"
             f"{d['n_used']} images ({d['n_normal']} NORMAL, {d['n_pneumonia']} PNEUMONIA) of `{d['root']}` ({d['split']}); "
             "each model at its own threshold. Flips are counted against each image's own unperturbed answer. "
-            "Full tables: each model's folder.\n\n" + "\n".join(lines) + "\n")
+            "Full tables: each model's folder.\n\n" + figures + "\n")
     path = Path(out) / "comparison.md"
     path.write_text(text, encoding="utf-8")
     return path

@@ -13,10 +13,7 @@ from typing import Any
 import yaml
 
 from pneumoscope.models.bundle import CARD, META
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f} %"
+from pneumoscope.evaluation.markdown import percent as _pct
 
 
 def _finalized(training: dict[str, Any]) -> str:
