@@ -73,6 +73,31 @@ def test_edited_decision_values_are_refused(bundle_copy: Path, key: str, change)
         load_bundle(bundle_copy)
 
 
+@pytest.mark.parametrize(("change", "named"), [
+    (lambda meta: meta.update(threshold=1.5), r"threshold: Input should be less than or equal to 1"),
+    (lambda meta: meta.update(thresold=0.5), r"thresold: Extra inputs are not permitted"),  # a typo is refused
+    (lambda meta: meta["subtype"].update(temperature=-1), r"subtype\.temperature"),
+    (lambda meta: meta.pop("name"), r"name: Field required"),
+])
+def test_model_record_is_validated_on_load(bundle_copy: Path, change, named: str) -> None:
+    """model.json is a typed ModelRecord: a damaged or mistyped record is refused by field name,
+    before any value reaches the Predictor."""
+    meta = json.loads((bundle_copy / "model.json").read_text())
+    change(meta)
+    (bundle_copy / "model.json").write_text(json.dumps(meta, indent=2))
+    with pytest.raises(ModelLoadError, match=f"not a valid model record: .*{named}"):
+        load_bundle(bundle_copy)
+
+
+def test_record_is_typed_and_matches_the_file() -> None:
+    bundle = load_bundle()
+    record = bundle.record
+    meta = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())
+    assert record.threshold == meta["threshold"] and record.subtype.threshold == meta["subtype"]["threshold"]
+    assert record.validation.auc == meta["validation"]["auc"] and record.ood.distance_threshold > 0
+    assert bundle.meta == meta  # the card and reports read the record as written
+
+
 def test_descriptive_edits_still_load_but_swapped_weights_do_not(bundle_copy: Path, tmp_path: Path) -> None:
     meta = json.loads((bundle_copy / "model.json").read_text())
     meta["card_sections"] = {"Note": "a reader's note"}

@@ -211,7 +211,79 @@ def parse_config(raw: dict, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid config {source}: {problems}") from None
+        raise ConfigError(f"invalid config {source}: {_problems(exc)}") from None
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors())
+
+
+# ---------------------------------------------------------------------------- a trained model's record
+class _Record(BaseModel):
+    """Figures keep extra keys (intervals, counts a newer version adds); the decision values are typed."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Figures(_Record):
+    """A model's figures on one pool of images (``validation``, ``validation_stressed``, a subtype's)."""
+
+    n: int = Field(ge=0)
+    auc: float | None = None
+    accuracy: float | None = None
+    sensitivity: float | None = None
+    specificity: float | None = None
+    confusion_matrix: list[list[int]] | None = None
+    split: str | None = None
+
+
+class OodRecord(_Record):
+    """The out-of-distribution check's operating point (its statistics are ``ood.safetensors``)."""
+
+    distance_threshold: float = Field(gt=0)
+    distance_quantile: float | None = None
+    val_flagged_rate: float | None = None
+    train_flagged_rate: float | None = None
+
+
+class SubtypeRecord(_Record):
+    """The bacterial-vs-viral head's decision and figures."""
+
+    classes: tuple[str, str]
+    positive_class: str
+    threshold: float = Field(ge=0.0, le=1.0)
+    temperature: float = Field(gt=0)
+    threshold_rule: str | None = None
+    validation: Figures | dict = Field(default_factory=dict)
+    validation_stressed: Figures | None = None
+
+
+class ModelRecord(BaseModel):
+    """``model.json``: what a trained model decides and how well, validated whenever it is read or
+    written (``models/bundle.py``), so a damaged or hand-edited record is refused by name, not met
+    as a ``KeyError`` deep in the app."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    threshold: float = Field(ge=0.0, le=1.0)
+    temperature: float = Field(1.0, gt=0)
+    image_size: int = Field(ge=32, le=1024)
+    threshold_rule: str | None = None
+    validation: Figures | None = None
+    validation_stressed: Figures | None = None
+    ood: OodRecord | None = None
+    subtype: SubtypeRecord | None = None
+    training: dict = Field(default_factory=dict)
+    card_sections: dict[str, str] = Field(default_factory=dict)
+    """Extra card sections, title -> Markdown (the stress report, the OOD measurement)."""
+    format: int | None = None
+    files: dict[str, str] = Field(default_factory=dict)
+
+
+def parse_record(raw: object, source: str = "model.json") -> ModelRecord:
+    """Validate a model's record; a problem raises :class:`ConfigError` naming the field."""
+    try:
+        return ModelRecord.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source} is not a valid model record: {_problems(exc)}") from None

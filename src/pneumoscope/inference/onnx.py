@@ -87,15 +87,16 @@ def cache_path(meta: dict[str, Any]) -> Path:
     """Where the export of this exact model lives: keyed by the hashes of its weights and OOD
     statistics, its decision values (the ones sealed in the weights) and the PyTorch that exports
     it, all read from ``model.json``, so finding a cached export never needs PyTorch."""
+    from pneumoscope.config import parse_record
     from pneumoscope.data.cache import default_cache_dir
     from pneumoscope.models.bundle import decision_values
 
-    files = meta.get("files", {})
+    record = parse_record(meta)
     key = hashlib.sha256(
-        json.dumps([EXPORT_VERSION, _torch_version(), files.get("model.safetensors"), files.get("ood.safetensors"),
-                    decision_values(meta)], sort_keys=True).encode()
+        json.dumps([EXPORT_VERSION, _torch_version(), record.files.get("model.safetensors"),
+                    record.files.get("ood.safetensors"), decision_values(record)], sort_keys=True).encode()
     ).hexdigest()[:24]
-    return default_cache_dir() / "onnx" / f"{meta.get('name', 'model')}-{key}.onnx"
+    return default_cache_dir() / "onnx" / f"{record.name}-{key}.onnx"
 
 
 def _torch_version() -> str:

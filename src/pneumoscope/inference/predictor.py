@@ -229,6 +229,7 @@ class Predictor:
     def _from_cached_export(cls, model: str | Path | None, threads: int | None, spin: bool) -> "Predictor | None":
         """A predictor on the model's cached ONNX export, without PyTorch; None when there is no
         cached export (or no ONNX Runtime): the caller then loads the whole bundle."""
+        from pneumoscope.config import parse_record
         from pneumoscope.inference.onnx import cache_path, open_session
         from pneumoscope.models.bundle import verified_meta
 
@@ -244,11 +245,11 @@ class Predictor:
             session = open_session(path, threads, spinning=spin)
         except ModelLoadError:
             return None
-        ood = meta.get("ood") or {}
+        record = parse_record(meta)
         predictor = cls(
-            image_size=int(meta["image_size"]), threshold=float(meta["threshold"]),
-            temperature=float(meta.get("temperature", 1.0)), name=str(meta.get("name", folder.name)),
-            ood_threshold=ood.get("distance_threshold") if "ood.safetensors" in meta["files"] else None,
+            image_size=record.image_size, threshold=record.threshold, temperature=record.temperature,
+            name=record.name,
+            ood_threshold=record.ood.distance_threshold if record.ood and "ood.safetensors" in record.files else None,
             session=session, model_path=folder, info={"validation": meta.get("validation")},
             subtype=meta.get("subtype"),
         )

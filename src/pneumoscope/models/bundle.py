@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pneumoscope.data.collection import content_hash
+from pneumoscope.config import ModelRecord, parse_record
 from pneumoscope.errors import ConfigError, ModelLoadError
 
 if TYPE_CHECKING:  # PyTorch is imported by what loads or saves weights, not by reading model.json
@@ -41,16 +42,22 @@ class Bundle:
     config: Config
     net: PneumoNet
     meta: dict[str, Any]
+    """``model.json`` as read (validated as a :class:`~pneumoscope.config.ModelRecord`): what the card and reports print."""
     ood: dict[str, "torch.Tensor"] = field(default_factory=dict)
     path: Path | None = None
 
     @property
+    def record(self) -> ModelRecord:
+        """``meta``, typed."""
+        return parse_record(self.meta)
+
+    @property
     def threshold(self) -> float:
-        return float(self.meta["threshold"])
+        return self.record.threshold
 
     @property
     def temperature(self) -> float:
-        return float(self.meta.get("temperature", 1.0))
+        return self.record.temperature
 
     @property
     def subtype(self) -> dict[str, Any] | None:
@@ -62,17 +69,18 @@ class Bundle:
         return self.config.data.image_size
 
 
-def decision_values(meta: dict[str, Any]) -> dict[str, Any]:
+def decision_values(meta: dict[str, Any] | ModelRecord) -> dict[str, Any]:
     """The values of ``model.json`` that change what the model answers."""
+    record = meta if isinstance(meta, ModelRecord) else parse_record(meta)
     values = {
-        "threshold": float(meta["threshold"]),
-        "temperature": float(meta.get("temperature", 1.0)),
-        "image_size": int(meta["image_size"]) if "image_size" in meta else None,
-        "ood_distance_threshold": (meta.get("ood") or {}).get("distance_threshold"),
+        "threshold": record.threshold,
+        "temperature": record.temperature,
+        "image_size": record.image_size,
+        "ood_distance_threshold": record.ood.distance_threshold if record.ood else None,
     }
-    if meta.get("subtype"):
-        values["subtype_threshold"] = float(meta["subtype"]["threshold"])
-        values["subtype_temperature"] = float(meta["subtype"]["temperature"])
+    if record.subtype:
+        values["subtype_threshold"] = record.subtype.threshold
+        values["subtype_temperature"] = record.subtype.temperature
     return values
 
 
@@ -93,6 +101,7 @@ def save_bundle(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    meta = {"image_size": config.data.image_size, **meta}  # the record says what size the network takes
     save_file(state, str(folder / WEIGHTS), metadata={SEAL_KEY: _sealed(decision_values(meta))})
     (folder / CONFIG).write_text(config.to_yaml(), encoding="utf-8")
     files = [WEIGHTS, CONFIG]
@@ -100,6 +109,7 @@ def save_bundle(
         save_file({k: v.detach().cpu().contiguous() for k, v in ood.items()}, str(folder / OOD))
         files.append(OOD)
     meta = {**meta, "format": FORMAT_VERSION, "files": {name: content_hash(folder / name) for name in files}}
+    parse_record(meta, str(folder / META))  # never write a record that reading would refuse
     (folder / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return folder
 
@@ -117,6 +127,10 @@ def read_meta(folder: Path, migrate: bool = False) -> dict[str, Any]:
         raise ModelLoadError(
             f"{folder} is a model of format {meta.get('format')}, this pneumoscope reads format {FORMAT_VERSION}"
         )
+    try:
+        parse_record(meta, str(folder / META))
+    except ConfigError as exc:
+        raise ModelLoadError(str(exc)) from None
     return meta
 
 
@@ -146,7 +160,7 @@ def verify_seal(folder: Path, meta: dict[str, Any]) -> None:
         raise ModelLoadError(f"{folder / WEIGHTS} carries no sealed decision values: not saved by pneumoscope")
     try:
         expected = decision_values(meta)
-    except (KeyError, TypeError, ValueError) as exc:
+    except ConfigError as exc:
         raise ModelLoadError(f"{folder / META} has an invalid decision value: {exc}") from None
     stored = json.loads(sealed)
     if stored != expected:
@@ -158,8 +172,9 @@ def verify_seal(folder: Path, meta: dict[str, Any]) -> None:
 
 
 def verified_meta(folder: str | Path | None = None, *, migrate: bool = False) -> tuple[Path, dict[str, Any]]:
-    """The model folder (the bundled default when ``None``) and its ``model.json``, every file's hash
-    and the sealed decision values checked: all a cached ONNX export needs, without PyTorch."""
+    """The model folder (the bundled default when ``None``) and its ``model.json`` (validated as a
+    ``ModelRecord``), every file's hash and the sealed decision values checked: all a cached ONNX
+    export needs, without PyTorch."""
     folder = Path(folder) if folder is not None else DEFAULT_MODEL_DIR
     if not folder.is_dir():
         raise ModelLoadError(f"model folder not found: {folder}")
