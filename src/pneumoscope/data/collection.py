@@ -13,6 +13,7 @@ import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -208,3 +209,58 @@ def read_manifest(path: str | Path) -> list[Record]:
             Record(row["path"], int(row["label"]), row["patient"], row["subtype"], row["split"])
             for row in csv.DictReader(handle)
         ]
+
+
+# ---------------------------------------------------------------------------- what an evaluation reads
+@dataclass
+class EvaluationSet:
+    """The labelled images of one evaluation: read once, shared by every model compared."""
+
+    root: Path
+    split: str
+    records: list[Record]
+
+    @property
+    def paths(self) -> list[str]:
+        return [r.path for r in self.records]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([r.label for r in self.records], dtype=int)
+
+    @property
+    def patients(self) -> list[str]:
+        return [r.patient for r in self.records]
+
+    @property
+    def subtypes(self) -> np.ndarray:
+        """0 viral, 1 bacterial, -1 unknown (NORMAL films, names that carry no subtype)."""
+        return subtype_targets(self.records)
+
+    def describe(self) -> dict[str, Any]:
+        return {"root": str(self.root), "split": self.split, "n_images": len(self.records),
+                "n_patients": len(set(self.patients))}
+
+
+def load_evaluation_set(root: str | Path, split: str = "test") -> EvaluationSet:
+    """The records of ``split`` (or of a plain NORMAL/ PNEUMONIA/ folder), both classes required.
+
+    Raises :class:`~pneumoscope.data.collection.CollectionError` for a missing folder, a missing
+    split or an empty class: each is a one-line error on the command line.
+    """
+    root = Path(root)
+    if root.suffix.lower() == ".csv" and root.is_file():
+        # A split manifest written by `pneumoscope train`: evaluate exactly that run's split.
+        records = [r for r in read_manifest(root) if r.split == split]
+        if not records:
+            raise CollectionError(f"manifest {root} has no rows for split '{split}'")
+        missing = [r.path for r in records if not Path(r.path).is_file()]
+        if missing:
+            raise CollectionError(f"manifest {root} lists {len(missing)} missing files, e.g. {missing[0]}")
+        require_both_classes(records, f"{root} ({split})")
+        return EvaluationSet(root, split, records)
+    records = records_for(root, split)
+    name = records[0].split if records else split
+    where = str(root) if name == "all" else f"{root} ({name})"
+    require_both_classes(records, where)
+    return EvaluationSet(root, "folder" if name == "all" else name, records)

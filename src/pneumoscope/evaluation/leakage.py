@@ -38,7 +38,7 @@ from pneumoscope.data.collection import (
 )
 from pneumoscope.evaluation.metrics import compute_metrics
 from pneumoscope.evaluation.scoring import score_paths
-from pneumoscope.evaluation.markdown import interval as _ci
+from pneumoscope.markdown import interval as _ci
 
 SPLIT_LEVELS = ("image", "patient")
 HOLDOUT_FRACTION = 0.15

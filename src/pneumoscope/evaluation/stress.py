@@ -20,11 +20,12 @@ import numpy as np
 
 from pneumoscope.config import ConfigError, ThresholdConfig
 from pneumoscope.data.cache import decode_all
+from pneumoscope.data.collection import load_evaluation_set
 from pneumoscope.data.perturb import FAMILIES, STRESSED_SET, perturb_images
 from pneumoscope.evaluation.metrics import compute_metrics, predictions
-from pneumoscope.evaluation.report import _write_json, load_evaluation_set
+from pneumoscope.evaluation.report import _write_json
+from pneumoscope.markdown import percent as _pct, table
 from pneumoscope.models.decision import choose_threshold, describe_rule
-from pneumoscope.evaluation.markdown import percent as _pct, table
 
 RULES: tuple[ThresholdConfig, ...] = (
     ThresholdConfig(rule="min_sensitivity", min_sensitivity=0.97),

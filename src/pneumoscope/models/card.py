@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
+from pneumoscope.markdown import percent as _pct
 from pneumoscope.models.bundle import CARD, META
-from pneumoscope.evaluation.markdown import percent as _pct
 
 
 def _finalized(training: dict[str, Any]) -> str:
