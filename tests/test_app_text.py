@@ -28,6 +28,8 @@ def test_captions_and_patterns_are_translated_with_their_numbers() -> None:
         assert word in spanish(explanation(label))
     pattern = Prediction("PNEUMONIA", 0.9, 0.14, True, subtype="viral", p_bacterial=0.1).subtype_pattern
     assert spanish(pattern) == "patrón más típico de neumonía vírica (p = 0,90)"
+    capitalised = pattern[0].upper() + pattern[1:]  # as the card shows it
+    assert spanish(capitalised) == "Patrón más típico de neumonía vírica (p = 0,90)"
 
 
 def test_both_languages_in_the_html_and_unknown_text_kept() -> None:

@@ -215,6 +215,7 @@ def test_about_tab_leads_with_a_summary(page, served) -> None:
     expect(summary).to_contain_text("Do not use it")
     # The card and the configuration are folded until asked for.
     expect(page.locator("#ps-card")).to_be_hidden()
+    _screenshot(page, "about.png")
     page.locator("#ps-card-section").get_by_text("Model card").click()
     expect(page.locator("#ps-card")).to_contain_text("Model card")
     expect(page.locator("#ps-config")).to_be_hidden()
@@ -225,7 +226,6 @@ def test_about_tab_leads_with_a_summary(page, served) -> None:
         width, height = figures.nth(index).evaluate("img => [img.naturalWidth, img.naturalHeight]")
         if index > 0:
             assert width == height, (index, width, height)
-    _screenshot(page, "about.png")
 
 
 def test_page_in_spanish_and_the_switch_back(spanish_page, served, pneumonia_original: Path) -> None:
@@ -244,6 +244,8 @@ def test_page_in_spanish_and_the_switch_back(spanish_page, served, pneumonia_ori
     expect(page.locator("#ps-result")).not_to_contain_text("pneumonia probability", use_inner_text=True)
     expect(page.locator("#ps-picture figcaption")).to_contain_text("Grad-CAM para la etiqueta", use_inner_text=True)
     expect(page.locator("#ps-colourbar")).to_have_text(re.compile(r"más débil\s*más fuerte"), use_inner_text=True)
+    if expected.subtype:
+        expect(page.locator("#ps-subtype")).to_contain_text("Patrón más típico de neumonía", use_inner_text=True)
     _screenshot(page, "single_es.png")
 
     page.locator("footer").get_by_text("Configuración").click()

@@ -92,6 +92,11 @@ def spanish(english: str) -> str:
     for pattern, replacement in _PATTERNS:
         if pattern.fullmatch(english):
             return pattern.sub(replacement, english)  # type: ignore[arg-type]
+    if english[:1].isupper():  # a sentence the page capitalised: translate it as written, then capitalise
+        lowered = english[0].lower() + english[1:]
+        translated = spanish(lowered) if lowered != english else lowered
+        if translated != lowered:
+            return translated[0].upper() + translated[1:]
     return english
 
 
