@@ -93,6 +93,18 @@ def plot_history(history: list[dict[str, float]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _log_interval(config: Config, n_train: int) -> int:
+    """Steps between two training-loss rows in metrics.csv: Lightning's 50, or fewer when an epoch
+    is shorter (a tiny run would otherwise log no step at all, and say so)."""
+    steps = max(1, n_train // config.train.batch_size)
+    limit = config.train.limit_train_batches
+    if isinstance(limit, int) and limit > 0:
+        steps = min(steps, limit)
+    elif isinstance(limit, float) and 0 < limit < 1:
+        steps = max(1, int(steps * limit))
+    return max(1, min(50, steps))
+
+
 def train(
     config: Config,
     out: str | Path,
@@ -136,6 +148,7 @@ def train(
         max_epochs=config.train.epochs,
         max_time={"minutes": config.train.max_minutes} if config.train.max_minutes else None,
         limit_train_batches=config.train.limit_train_batches,
+        log_every_n_steps=_log_interval(config, len(datamodule.train_records)),
         # The best epoch's weights are kept in memory (module.best_state) and saved as safetensors by
         # finalize: no pickled Lightning checkpoint is ever written.
         callbacks=[EarlyStopping(monitor=module.monitor, mode="max", patience=config.train.patience)],

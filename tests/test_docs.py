@@ -1,0 +1,49 @@
+"""The figures the documents quote are the ones their sources hold, so they cannot drift again.
+
+The README's headline table is read from ``docs/comparison_val_split/comparison.json`` (written by
+the ``pneumoscope compare`` command the README gives), the bundled model's figures and threshold
+from its ``model.json``, and ``docs/api.md`` (written by ``docs/api_example.py`` from a live
+server) must show the bundled model's threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def _row(label: str) -> list[str]:
+    """The cells of the README's clean-validation table row that starts with ``label``."""
+    section = README.split("### Clean validation", 1)[1].split("\n\n", 2)[2]
+    for line in section.splitlines():
+        cells = [cell.strip().strip("*") for cell in line.strip("|").split("|")]
+        if cells and cells[0] == label:
+            return cells[1:]
+    raise AssertionError(f"no row {label!r} in the README's clean-validation table")
+
+
+def test_readme_headline_table_is_the_comparison_it_cites() -> None:
+    models = {m["name"]: m["metrics"] for m in json.loads(
+        (REPO / "docs" / "comparison_val_split" / "comparison.json").read_text(encoding="utf-8"))["models"]}
+    columns = [models["baseline"], models["improved"], models["robust_subtype"]]
+    assert _row("AUC") == [f"{m['auc']:.4f}" for m in columns]
+    assert _row("accuracy") == [f"{100 * m['accuracy']:.1f} %" for m in columns]
+    assert _row("sensitivity (PNEUMONIA recall)") == [f"{100 * m['sensitivity']:.1f} %" for m in columns]
+    assert _row("specificity (NORMAL recall)") == [f"{100 * m['specificity']:.1f} %" for m in columns]
+    assert _row("NORMAL X-rays called PNEUMONIA") == [f"{m['confusion_matrix'][0][1]} of {sum(m['confusion_matrix'][0])}"
+                                                       for m in columns]
+
+
+def test_bundled_figures_in_the_docs_are_the_models() -> None:
+    meta = json.loads((REPO / "src" / "pneumoscope" / "weights" / "default" / "model.json").read_text())
+    validation = meta["validation"]
+    assert _row("threshold")[2] == f"{meta['threshold']:.3f}"
+    assert _row("AUC")[2] == f"{validation['auc']:.4f}"
+    api = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    quoted = {float(value) for value in re.findall(r"'threshold': ([0-9.]+)", api)}
+    assert quoted == {meta["threshold"]}, quoted
+    assert "/work/" not in api and "/root/" not in api, "docs/api.md quotes a developer's absolute path"
