@@ -88,16 +88,20 @@ def _batch_seconds(model: str | None, files: list[Path], workers: int | None, ba
 
 
 def _pool_decode_rate(files: list[Path], size: int, workers: int) -> float:
-    from multiprocessing import get_context
+    """Decoding alone, through the batch CLI's own pool and stream."""
+    from pneumoscope.data.decoding import close_pool, start_pool
+    from pneumoscope.inference.batch import decoded_stream
 
-    from pneumoscope.inference.batch import _decode
-
-    with get_context("fork").Pool(workers) as pool:
-        pool.map(_decode, [(str(f), size, False) for f in files[:8]])
+    pool = start_pool(workers, len(files))
+    try:
+        for _ in decoded_stream(pool, [str(f) for f in files[:8]], size, False):
+            pass
         start = time.perf_counter()
-        for _ in pool.imap(_decode, [(str(f), size, False) for f in files], chunksize=4):
+        for _ in decoded_stream(pool, [str(f) for f in files], size, False):
             pass
         return len(files) / (time.perf_counter() - start)
+    finally:
+        close_pool(pool)
 
 
 def _model_rate(model: str | None, files: list[Path], batch_size: int) -> float:

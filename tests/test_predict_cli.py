@@ -107,15 +107,15 @@ def test_expand_paths_keeps_images_and_dicom(tmp_path: Path) -> None:
     assert [p.name for p in deep] == ["a.PNG", "b.dcm", "d.jpg"]
 
 
-def _decode_or_die(job: tuple[str, int, bool]):
+def _prepare_or_die(path: str, size: int, keep_display: bool):
     """A decoder that kills its worker process on one file, as the OOM killer or a crashing codec would."""
     import os
 
     from pneumoscope.inference import batch
 
-    if "crash" in Path(job[0]).name:
+    if "crash" in Path(path).name:
         os._exit(9)
-    return batch.__dict__["_real_decode"](job)
+    return batch.__dict__["_real_prepare"](path, size, keep_display)
 
 
 def test_a_dead_decoding_worker_costs_one_row_not_the_run(
@@ -124,8 +124,8 @@ def test_a_dead_decoding_worker_costs_one_row_not_the_run(
     from pneumoscope.inference import batch
 
     shutil.copy(folder / "normal.jpeg", folder / "crash.jpeg")
-    monkeypatch.setattr(batch, "_real_decode", batch._decode, raising=False)
-    monkeypatch.setattr(batch, "_decode", _decode_or_die)
+    monkeypatch.setattr(batch, "_real_prepare", batch._prepare, raising=False)
+    monkeypatch.setattr(batch, "_prepare", _prepare_or_die)
     out = tmp_path / "rows.csv"
     status = main(["predict", str(folder), "--model", str(model_path), "--out", str(out), "--workers", "2",
                    "--decode-timeout", "5"])

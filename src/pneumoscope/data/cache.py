@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from pneumoscope.data.decoding import Job, close_pool, start_pool, stream
 from pneumoscope.data.images import DRAFT_MARGIN, load_image
+from pneumoscope.errors import ImageLoadError
 
 
 def default_cache_dir() -> Path:
@@ -37,32 +38,24 @@ def cache_key(paths: Sequence[str], size: int) -> str:
     return digest.hexdigest()[:20]
 
 
-def _load_one(args: tuple[str, int]) -> np.ndarray:
-    path, size = args
-    return load_image(path, size)
-
-
 def decode_all(paths: Sequence[str], size: int, workers: int | None = None, progress: bool = False) -> np.ndarray:
-    """Decode ``paths`` in parallel processes into an (N, size, size) uint8 array."""
+    """Decode ``paths`` into an (N, size, size) uint8 array, in the one decoding pool (``data/decoding``);
+    an unreadable file stops it with an error naming the file (training must not skip a film silently)."""
     out = np.empty((len(paths), size, size), dtype=np.uint8)
     workers = workers or min(4, os.cpu_count() or 1)
-    jobs: Iterable[np.ndarray]
-    if workers > 1 and len(paths) > 64:
-        pool = ProcessPoolExecutor(workers)
-        jobs = pool.map(_load_one, [(p, size) for p in paths], chunksize=32)
-    else:
-        pool = None
-        jobs = (_load_one((p, size)) for p in paths)
+    pool = start_pool(workers, len(paths)) if len(paths) > 64 else None
+    decoded: Iterable[tuple[str, Any, str | None]] = stream(pool, [str(p) for p in paths], Job(load_image, size))
     if progress:
         from tqdm import tqdm
 
-        jobs = tqdm(jobs, total=len(paths), desc=f"decoding {size}px", unit="img")
+        decoded = tqdm(decoded, total=len(paths), desc=f"decoding {size}px", unit="img")
     try:
-        for index, array in enumerate(jobs):
+        for index, (path, array, error) in enumerate(decoded):
+            if error is not None:
+                raise ImageLoadError(f"{path}: {error}")
             out[index] = array
     finally:
-        if pool is not None:
-            pool.shutdown()
+        close_pool(pool)
     return out
 
 

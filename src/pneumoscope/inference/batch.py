@@ -1,8 +1,8 @@
 """``pneumoscope predict PATH...``: many files through the Predictor, results streamed as they come.
 
-Decoding a full-resolution JPEG costs a quarter to a third of the network's CPU time, so it runs
-in worker processes (a ``multiprocessing`` pool, results taken in input order from a bounded
-window) while the main process scores batches with ONNX Runtime; workers send back the
+Decoding a full-resolution JPEG costs about half the network's CPU time, so it runs in worker
+processes (the project's one decoding pool, ``data/decoding``: results in input order from a
+bounded window) while the main process scores batches with ONNX Runtime; workers send back the
 network's 224 px input and the facts the out-of-distribution check needs (~50 kB an image),
 never the full image. On two cores the network, not decoding, bounds the rate (bench/inference.py).
 
@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing
 import os
 import sys
-from collections import deque
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 from pneumoscope.data.images import IMAGE_SUFFIXES
-from pneumoscope.errors import failure_message
+from pneumoscope.data.decoding import DECODE_TIMEOUT_S, Job, close_pool, default_workers, start_pool, stream
 from pneumoscope.inference.predictor import Prediction, PreparedImage, prepare_image
 
 COLUMNS = ["path", "label", "probability", "threshold", "is_chest_xray", "subtype", "p_bacterial", "heatmap", "error",
@@ -31,9 +29,6 @@ COLUMNS = ["path", "label", "probability", "threshold", "is_chest_xray", "subtyp
 """``subtype`` / ``p_bacterial``: bacterial-vs-viral pattern, filled only for a PNEUMONIA film that
 passes as a chest X-ray, by a model with a subtype head (empty otherwise). ``heatmap``: the PNG
 saved for this row with ``--heatmaps`` (two inputs both named ``x.jpeg`` get different files)."""
-DECODE_TIMEOUT_S = 120.0
-"""A file not decoded within this becomes an error row: a worker killed mid-file (the kernel's
-OOM killer, a crashing codec) never answers, and waiting for it would hang the whole run."""
 
 
 def expand_paths(paths: Iterable[str | Path], recursive: bool = False) -> tuple[list[Path], int]:
@@ -57,21 +52,6 @@ def expand_paths(paths: Iterable[str | Path], recursive: bool = False) -> tuple[
             found.append(path)
     unique = list(dict.fromkeys(found))
     return unique, skipped
-
-
-def _decode(job: tuple[str, int, bool]) -> tuple[str, PreparedImage | None, str | None]:
-    """Worker: one file -> its prepared image, or the error message (never an exception)."""
-    path, size, keep_display = job
-    try:
-        return path, prepare_image(path, size, keep_display=keep_display), None
-    except Exception as exc:  # noqa: BLE001 - a bad file must never stop the run
-        return path, None, failure_message(exc)
-
-
-def _worker_init() -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
 
 
 class RowWriter:
@@ -169,47 +149,16 @@ class _HeatmapWriter:
         return str(self.folder / name)
 
 
-def _start_pool(workers: int, files: int) -> Any:
-    """A pool of decoding processes, or None when one process is enough.
-
-    Started before the model is loaded, so the forked workers never inherit ONNX Runtime's or
-    PyTorch's thread pools.
-    """
-    if workers <= 1 or files < 4:
-        return None
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return multiprocessing.get_context(method).Pool(workers, initializer=_worker_init)
+def _prepare(path: str, size: int, keep_display: bool) -> PreparedImage:
+    return prepare_image(path, size, keep_display=keep_display)
 
 
 def decoded_stream(
     pool: Any, files: Sequence[str], size: int, keep_display: bool, window: int = 64, timeout: float = DECODE_TIMEOUT_S
 ) -> Iterator[tuple[str, PreparedImage | None, str | None]]:
-    """Decoded files in input order; at most ``window`` in flight, so memory stays bounded
-    however many files there are and however far decoding runs ahead of the model."""
-    jobs = ((path, size, keep_display) for path in files)
-    if pool is None:
-        yield from map(_decode, jobs)
-        return
-    in_flight: deque = deque()
-
-    def oldest() -> tuple[str, PreparedImage | None, str | None]:
-        path, pending = in_flight.popleft()
-        try:
-            return pending.get(timeout)
-        except multiprocessing.TimeoutError:
-            return path, None, f"decoding did not finish within {timeout:g} s (the decoder stopped or hung); skipped"
-
-    for job in jobs:
-        in_flight.append((job[0], pool.apply_async(_decode, (job,))))
-        if len(in_flight) >= window:
-            yield oldest()
-    while in_flight:
-        yield oldest()
-
-
-def default_workers() -> int:
-    """Decoding processes: one per core available (the main process mostly waits on ONNX Runtime)."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    """Files decoded for the network (``prepare_image``), in input order, through the one decoding
+    pool (``data/decoding``); an unreadable file comes back with its message instead."""
+    return stream(pool, files, Job(_prepare, size, keep_display), window=window, timeout=timeout)
 
 
 def run_batch(
@@ -243,7 +192,7 @@ def run_batch(
         raise UserError("no images found (PNG, JPEG, BMP, TIFF or DICOM) in " + ", ".join(map(str, paths)))
     rows = RowWriter(out)
     workers = workers if workers is not None else default_workers()
-    pool = _start_pool(workers, len(files))
+    pool = start_pool(workers, len(files))
     try:
         # Idle ORT threads must not steal the decoders' cores (spin=False). Without --heatmaps,
         # PyTorch is never needed: the cached ONNX export scores alone (1-2 s less start-up).
@@ -275,9 +224,7 @@ def run_batch(
                 if rows.count % batch_size == 0:
                     rows.flush()
     finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        close_pool(pool)
         rows.close()
     where = f" -> {rows.path}" if rows.path else ""
     print(

@@ -1,0 +1,91 @@
+"""Decoding many files in worker processes: the one pool of the project.
+
+Used by the training cache (``data/cache.decode_all``: a bad file stops the run) and by
+``pneumoscope predict`` and the app's Batch tab (``inference/batch``: a bad file becomes a row).
+Either way a job turns one file into ``(path, value, None)`` or ``(path, None, message)`` and never
+raises, results come back in input order, at most ``window`` are in flight (memory stays bounded
+however many files there are), and a worker that dies mid-file (the OOM killer, a crashing codec)
+costs that file ``timeout`` seconds, not the whole run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+from pneumoscope.errors import failure_message
+
+T = TypeVar("T")
+Outcome = tuple[str, Any, "str | None"]
+
+DECODE_TIMEOUT_S = 120.0
+"""A file not decoded within this becomes an error: a worker killed mid-file never answers, and
+waiting for it would hang the whole run."""
+
+
+def default_workers() -> int:
+    """Decoding processes: one per core available (the main process mostly waits on ONNX Runtime)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def _worker_init() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+
+
+def start_pool(workers: int, files: int) -> Any:
+    """A pool of decoding processes, or None when one process is enough.
+
+    Start it before loading a model, so the forked workers never inherit ONNX Runtime's or
+    PyTorch's thread pools.
+    """
+    if workers <= 1 or files < 4:
+        return None
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return multiprocessing.get_context(method).Pool(workers, initializer=_worker_init)
+
+
+class Job:
+    """``decode(path, *args)`` for one file, as a picklable callable that never raises."""
+
+    def __init__(self, decode: Callable[..., Any], *args: Any) -> None:
+        self.decode, self.args = decode, args
+
+    def __call__(self, path: str) -> Outcome:
+        try:
+            return path, self.decode(path, *self.args), None
+        except Exception as exc:  # noqa: BLE001 - a bad file must never stop the pool
+            return path, None, failure_message(exc)
+
+
+def stream(
+    pool: Any, paths: Iterable[str], job: Job, window: int = 64, timeout: float = DECODE_TIMEOUT_S
+) -> Iterator[Outcome]:
+    """``job`` over ``paths`` in ``pool`` (in this process when None), in input order."""
+    if pool is None:
+        yield from map(job, paths)
+        return
+    in_flight: deque = deque()
+
+    def oldest() -> Outcome:
+        path, pending = in_flight.popleft()
+        try:
+            return pending.get(timeout)
+        except multiprocessing.TimeoutError:
+            return path, None, f"decoding did not finish within {timeout:g} s (the decoder stopped or hung); skipped"
+
+    for path in paths:
+        in_flight.append((path, pool.apply_async(job, (path,))))
+        if len(in_flight) >= window:
+            yield oldest()
+    while in_flight:
+        yield oldest()
+
+
+def close_pool(pool: Any) -> None:
+    if pool is not None:
+        pool.terminate()
+        pool.join()
