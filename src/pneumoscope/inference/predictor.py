@@ -27,6 +27,7 @@ import logging
 import threading
 import warnings as _warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, NamedTuple, Sequence
 
@@ -70,15 +71,24 @@ class Prediction:
     """Grad-CAM for the predicted class (what raised the pneumonia score for PNEUMONIA, what lowered
     it for NORMAL), float32 (H, W) in [0, 1] relative to this image's strongest region, at the size
     of :attr:`image`."""
-    overlay: Image.Image | None = field(default=None, repr=False, compare=False)
-    """The heatmap blended over the image in colour (RGB)."""
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
-    """The grey image as read (uint8 (H, W), at most ``DISPLAY_MAX`` pixels a side), for display."""
+    """The grey image as read (uint8 (H, W), at most ``DISPLAY_MAX`` pixels a side), for display;
+    with a heatmap and no display copy kept (the batch CLI), the network's input."""
     subtype: str | None = None
     """``"bacterial"`` or ``"viral"``: which pattern the film is more typical of. Only for a film
     labelled PNEUMONIA that passes as a chest X-ray, by a model with a subtype head; else None."""
     p_bacterial: float | None = None
     """Calibrated probability of a bacterial rather than viral pattern (None whenever ``subtype`` is)."""
+
+    @cached_property
+    def overlay(self) -> Image.Image | None:
+        """The heatmap blended over the image in colour (RGB); drawn when first asked for (the web
+        page draws its own at the opacity chosen, and a 700 px overlay costs ~8 ms)."""
+        if self.heatmap is None or self.image is None:
+            return None
+        from pneumoscope.inference.explain import overlay_heatmap
+
+        return overlay_heatmap(self.image, self.heatmap)
 
     @property
     def subtype_pattern(self) -> str | None:
@@ -520,16 +530,15 @@ class Predictor:
             p_bacterial = float(sigmoid(np.float64(subtype_logit) / self.subtype_temperature))
             subtype = subtype_of(p_bacterial, self.subtype_threshold)
         notes = judged.reasons + ((NOT_A_DIAGNOSIS,) if not judged.is_chest_xray else ())
-        heat, overlay = None, None
+        heat, shown = None, item.display
         if cam is not None:
-            from pneumoscope.inference.explain import overlay_heatmap, upsample_map
+            from pneumoscope.inference.explain import upsample_map
 
             shown = item.display if item.display is not None else item.pixels
             heat = upsample_map(cam, shown.shape)
-            overlay = overlay_heatmap(shown, heat)
         return Prediction(
             label=label, probability=probability, threshold=self.threshold, is_chest_xray=judged.is_chest_xray,
-            warnings=notes, ood_distance=distance, heatmap=heat, overlay=overlay, image=item.display,
+            warnings=notes, ood_distance=distance, heatmap=heat, image=shown,
             subtype=subtype, p_bacterial=p_bacterial,
         )
 
