@@ -87,3 +87,13 @@ def torch_predictor(model_path: Path):
 def some_originals(originals: Path) -> list[Path]:
     """Three NORMAL and three PNEUMONIA full-resolution originals."""
     return sorted((originals / "NORMAL").iterdir())[:3] + sorted((originals / "PNEUMONIA").iterdir())[:3]
+
+
+@pytest.fixture(scope="session")
+def served(model_path: Path):
+    """One running app on the bundled model for every server test that needs no special option
+    (test_app, test_hostile): each start costs seconds, and CI starts as few as it can."""
+    from _server import running_app
+
+    with running_app(model=str(model_path), warm_up=False) as running:
+        yield running

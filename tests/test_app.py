@@ -270,12 +270,6 @@ def test_bad_options_are_user_errors(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ the running server
 @pytest.fixture(scope="module")
-def served(model_path: Path):
-    with running_app(model=str(model_path), warm_up=False) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def client(served, tmp_path_factory: pytest.TempPathFactory):
     from gradio_client import Client
 

@@ -21,7 +21,7 @@ import pytest
 
 from _dicom import make_dicom
 from _hostile import NOT_XRAY, OK, Case, check_error_message, hostile_corpus, reference_grey, write_corpus
-from _server import running_app, upload_copy, uploads_left
+from _server import upload_copy, uploads_left
 from pneumoscope.app import NOT_XRAY_LABEL, App
 from pneumoscope.cli import main
 from pneumoscope.inference.predictor import Prediction, Predictor
@@ -167,26 +167,25 @@ def test_app_handlers_on_the_corpus(cases: list[Case], corpus: dict[str, Path], 
 
 # ------------------------------------------------------------------ the running server
 @pytest.mark.slow
-def test_server_on_the_corpus(cases: list[Case], corpus: dict[str, Path], model_path: Path,
+def test_server_on_the_corpus(cases: list[Case], corpus: dict[str, Path], served,
                               reference: Prediction, tmp_path: Path) -> None:
     from gradio_client import Client, handle_file
 
-    with running_app(model=str(model_path), warm_up=False) as served:
-        client = Client(served.url, verbose=False, download_files=str(tmp_path))
-        for case in cases:
-            started = time.perf_counter()
-            answer = client.predict(handle_file(str(corpus[case.name])), api_name="/predict")
-            if case.expect in (OK, NOT_XRAY):
-                assert answer["error"] is None, (case.name, answer)
-                _check_answer(case, answer["label"], answer["probability"], answer["is_chest_xray"], reference)
-            else:
-                assert answer["label"] is None, (case.name, answer)
-                check_error_message(case, answer["error"])
-            assert time.perf_counter() - started < SECONDS_PER_FILE, case.name
-        # Still serving, and nothing uploaded is left on disk.
-        again = client.predict(handle_file(str(corpus["16-bit.png"])), api_name="/predict")
-        assert again["label"] == reference.label
-        assert uploads_left(served) == []
+    client = Client(served.url, verbose=False, download_files=str(tmp_path))
+    for case in cases:
+        started = time.perf_counter()
+        answer = client.predict(handle_file(str(corpus[case.name])), api_name="/predict")
+        if case.expect in (OK, NOT_XRAY):
+            assert answer["error"] is None, (case.name, answer)
+            _check_answer(case, answer["label"], answer["probability"], answer["is_chest_xray"], reference)
+        else:
+            assert answer["label"] is None, (case.name, answer)
+            check_error_message(case, answer["error"])
+        assert time.perf_counter() - started < SECONDS_PER_FILE, case.name
+    # Still serving, and nothing uploaded is left on disk.
+    again = client.predict(handle_file(str(corpus["16-bit.png"])), api_name="/predict")
+    assert again["label"] == reference.label
+    assert uploads_left(served) == []
 
 
 # ------------------------------------------------------------------ DICOM patient fields
@@ -229,7 +228,7 @@ def _assert_no_patient_fields(text: str, where: str) -> None:
 
 @pytest.mark.slow
 def test_dicom_patient_fields_never_in_responses_or_logs(
-    patient_dicoms: dict[str, Path], predictor: Predictor, model_path: Path,
+    patient_dicoms: dict[str, Path], predictor: Predictor, model_path: Path, served,
     tmp_path: Path, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture,
 ) -> None:
     from gradio_client import Client, handle_file
@@ -254,14 +253,13 @@ def test_dicom_patient_fields_never_in_responses_or_logs(
     rows, csv_path = app.predict_batch([str(upload_copy(app, path)) for path in patient_dicoms.values()])
     seen += [json.dumps(rows, default=str), Path(csv_path).read_text(encoding="utf-8")]
 
-    with running_app(model=str(model_path), warm_up=False) as served:
-        client = Client(served.url, verbose=False, download_files=str(tmp_path / "downloads"))
-        for name, path in patient_dicoms.items():
-            answer = client.predict(handle_file(str(path)), api_name="/predict")
-            assert (answer["error"] is None) == (name == "study.dcm"), answer
-            seen.append(json.dumps(answer))
-        table, _ = client.predict([handle_file(str(p)) for p in patient_dicoms.values()], api_name="/predict_batch")
-        seen.append(json.dumps(table))
+    client = Client(served.url, verbose=False, download_files=str(tmp_path / "downloads"))
+    for name, path in patient_dicoms.items():
+        answer = client.predict(handle_file(str(path)), api_name="/predict")
+        assert (answer["error"] is None) == (name == "study.dcm"), answer
+        seen.append(json.dumps(answer))
+    table, _ = client.predict([handle_file(str(p)) for p in patient_dicoms.values()], api_name="/predict_batch")
+    seen.append(json.dumps(table))
 
     for index, text in enumerate(seen):
         _assert_no_patient_fields(text, f"response #{index}")
