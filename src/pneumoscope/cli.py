@@ -37,15 +37,15 @@ def _train(args: argparse.Namespace) -> int:
         num_nodes=args.num_nodes, strategy=args.strategy, progress=not args.no_progress,
     )
     if run_dir is not None:
-        import json
+        from pneumoscope.models.bundle import read_record
 
-        meta = json.loads((run_dir / "model.json").read_text())
-        val = meta["validation"]
+        record = read_record(run_dir)
+        val = record.validation
         print(
             f"run folder: {run_dir}\n"
-            f"validation (patient-level, n={val['n']}): AUC {val['auc']:.4f}  accuracy {val['accuracy']:.4f}  "
-            f"sensitivity {val['sensitivity']:.4f}  specificity {val['specificity']:.4f}  "
-            f"threshold {meta['threshold']:.4f}  ({meta['training']['train_seconds']:.0f} s)"
+            f"validation (patient-level, n={val.n}): AUC {val.auc:.4f}  accuracy {val.accuracy:.4f}  "
+            f"sensitivity {val.sensitivity:.4f}  specificity {val.specificity:.4f}  "
+            f"threshold {record.threshold:.4f}  ({record.training.get('train_seconds', 0):.0f} s)"
         )
     return 0
 
@@ -60,10 +60,12 @@ def _finalize(args: argparse.Namespace) -> int:
 
         threshold = load_config(args.threshold_from).threshold
         command += " --threshold-from " + args.threshold_from
-    meta = refinalize(Path(args.model), command=command, threshold=threshold)
-    val = meta["validation"]
-    print(f"{args.model}: threshold {meta['threshold']:.4f}, temperature {meta['temperature']:.3f}, "
-          f"validation AUC {val['auc']:.4f}, confusion matrix {val['confusion_matrix']}")
+    from pneumoscope.config import parse_record
+
+    record = parse_record(refinalize(Path(args.model), command=command, threshold=threshold))
+    val = record.validation
+    print(f"{args.model}: threshold {record.threshold:.4f}, temperature {record.temperature:.3f}, "
+          f"validation AUC {val.auc:.4f}, confusion matrix {val.confusion_matrix}")
     return 0
 
 

@@ -153,9 +153,10 @@ def run_leakage_study(
             "n_train": sum(r.split == "train" for r in manifest),
             "n_val": len(val_records),
             "val_images_of_training_patients": leaked_share(manifest),
-            "train_seconds": bundle.meta.get("training", {}).get("train_seconds"),
-            "epochs_run": bundle.meta.get("training", {}).get("epochs_run"),
-            "validation_reported_by_run": {k: bundle.meta["validation"][k] for k in ("auc", "accuracy")},
+            "train_seconds": bundle.record.training.get("train_seconds"),
+            "epochs_run": bundle.record.training.get("epochs_run"),
+            "validation_reported_by_run": {"auc": bundle.record.validation.auc,
+                                           "accuracy": bundle.record.validation.accuracy},
             "validation": validation,
             "heldout": heldout,
             "overstatement": {

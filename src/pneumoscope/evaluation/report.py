@@ -52,7 +52,7 @@ def _threshold(bundle: Bundle, override: float | None) -> tuple[float, str]:
 
 
 def _model_name(bundle: Bundle, fallback: str) -> str:
-    return str(bundle.meta.get("name") or (bundle.path.name if bundle.path else fallback))
+    return bundle.record.name or (bundle.path.name if bundle.path else fallback)
 
 
 def _shown_path(path: Path) -> str:
@@ -65,7 +65,7 @@ def _shown_path(path: Path) -> str:
 
 
 def _model_info(bundle: Bundle, source: str | Path | None) -> dict[str, Any]:
-    validation = bundle.meta.get("validation", {})
+    record = bundle.record
     return {
         "name": _model_name(bundle, "model"),
         "path": _shown_path(bundle.path) if bundle.path else str(source),
@@ -74,8 +74,8 @@ def _model_info(bundle: Bundle, source: str | Path | None) -> dict[str, Any]:
         "image_size": bundle.image_size,
         "temperature": bundle.temperature,
         "stored_threshold": bundle.threshold,
-        "threshold_rule": bundle.meta.get("threshold_rule"),
-        "validation_auc": validation.get("auc"),
+        "threshold_rule": record.threshold_rule,
+        "validation_auc": record.validation.auc if record.validation else None,
     }
 
 

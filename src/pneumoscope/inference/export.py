@@ -56,10 +56,10 @@ class _ExportedGraph(nn.Module):
 
 def contract(bundle: Bundle) -> dict[str, Any]:
     """Everything a consumer of the ONNX file needs besides the graph (stored in ``metadata_props``)."""
-    ood = bundle.meta.get("ood") or {}
+    record = bundle.record
     return {
         "format": EXPORT_VERSION,
-        "name": bundle.meta.get("name", bundle.config.name),
+        "name": record.name,
         "image_size": bundle.image_size,
         "threshold": bundle.threshold,
         "temperature": bundle.temperature,
@@ -71,9 +71,9 @@ def contract(bundle: Bundle) -> dict[str, Any]:
                   "range": [0, 255]},
         "outputs": output_names(bool(bundle.ood), bundle.net.has_subtype),
         "preprocessing": PREPROCESSING,
-        "ood_distance_threshold": ood.get("distance_threshold") if bundle.ood else None,
-        "weights_sha256": bundle.meta.get("files", {}).get("model.safetensors"),
-        "validation": bundle.meta.get("validation"),
+        "ood_distance_threshold": record.ood.distance_threshold if bundle.ood and record.ood else None,
+        "weights_sha256": record.files.get("model.safetensors"),
+        "validation": bundle.meta.get("validation"),  # as written, every figure
         "subtype": subtype_contract(bundle.subtype),
     }
 

@@ -296,11 +296,11 @@ class Predictor:
         session = None
         if backend != "torch":
             session = cls._bundle_session(bundle, threads, spin, required=backend == "onnx")
-        ood = bundle.meta.get("ood") or {}
+        record = bundle.record
         return cls(
-            image_size=bundle.image_size, threshold=bundle.threshold, temperature=bundle.temperature,
-            name=str(bundle.meta.get("name", bundle.config.name)),
-            ood_threshold=ood.get("distance_threshold") if bundle.ood else None,
+            image_size=bundle.image_size, threshold=record.threshold, temperature=record.temperature,
+            name=record.name,
+            ood_threshold=record.ood.distance_threshold if bundle.ood and record.ood else None,
             net=bundle.net, ood_stats=bundle.ood or None, session=session, model_path=bundle.path,
             info={"validation": bundle.meta.get("validation"), "arch": bundle.config.model.arch},
             subtype=bundle.subtype,

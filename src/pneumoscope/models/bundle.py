@@ -134,6 +134,11 @@ def read_meta(folder: Path, migrate: bool = False) -> dict[str, Any]:
     return meta
 
 
+def read_record(folder: Path) -> ModelRecord:
+    """A model folder's ``model.json``, typed (no hash check: for reports on a folder just written)."""
+    return parse_record(read_meta(Path(folder)), str(Path(folder) / META))
+
+
 def verify_files(folder: Path, meta: dict[str, Any], seal: bool = True) -> None:
     for name, expected in meta["files"].items():
         path = folder / name
