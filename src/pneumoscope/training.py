@@ -326,7 +326,7 @@ def finalize(
     import torch
 
     from pneumoscope.data.perturb import stressed_copies
-    from pneumoscope.inference.ood import fit_feature_model
+    from pneumoscope.models.feature_model import fit_feature_model
     from pneumoscope.models.bundle import save_bundle
     from pneumoscope.models.card import write_card
     from pneumoscope.models.forward import forward_images

@@ -4,26 +4,23 @@ on anything; these checks decide whether its answer may be shown as a diagnosis.
 Two kinds of evidence:
 - the file itself: colour (radiographs are grey) and an aspect ratio no chest film has;
 - the network's penultimate features: the Mahalanobis distance from the training images'
-  feature distribution (Lee et al., 2018), fitted at training time and stored with the model.
+  feature distribution (Lee et al., 2018), fitted at training time (``models/feature_model``)
+  and stored with the model.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pneumoscope.data.images import DecodedImage
-
-if TYPE_CHECKING:
-    import torch
+from pneumoscope.models.feature_model import mahalanobis
 
 MAX_COLOURFULNESS = 10.0
 """Hasler-Suesstrunk colourfulness; grey radiographs score ~0, tinted scans a few, photos > 15."""
 ASPECT_RANGE = (0.33, 3.5)
 """Width / height: the Kermany originals alone span 1.03 to 2.93, so only absurd shapes are refused."""
-DISTANCE_QUANTILE = 0.995
 MIN_POLARITY = 0.0
 """On a chest film the spine and mediastinum are brighter than the lung fields. Across all 5,216
 training images the lowest polarity score is +0.13 and every inverted copy scores below 0:
@@ -70,41 +67,6 @@ def image_reasons(decoded: DecodedImage) -> list[str]:
     if not ASPECT_RANGE[0] <= aspect <= ASPECT_RANGE[1]:
         reasons.append(f"aspect ratio {aspect:.2f} is unlike a chest radiograph")
     return reasons
-
-
-def fit_feature_model(train_features: np.ndarray, val_features: np.ndarray) -> tuple[dict[str, "torch.Tensor"], dict]:
-    """Mean and shrunk inverse covariance of training features; the distance threshold.
-
-    The threshold is the 99.5th percentile of the *validation* distances (held-out patients:
-    training images sit closer to the mean than new ones would), so about 0.5 % of genuine
-    validation X-rays are flagged by construction; the model card reports the measured rate.
-    """
-    import torch
-    from sklearn.covariance import LedoitWolf
-
-    estimator = LedoitWolf().fit(train_features.astype(np.float64))
-    mean = estimator.location_
-    precision = estimator.precision_
-    stats = {"mean": torch.from_numpy(mean.astype(np.float32)), "precision": torch.from_numpy(precision.astype(np.float32))}
-    val_distance = mahalanobis(val_features, stats)
-    train_distance = mahalanobis(train_features, stats)
-    threshold = float(np.quantile(val_distance, DISTANCE_QUANTILE))
-    info = {
-        "distance_threshold": threshold,
-        "val_flagged_rate": float(np.mean(val_distance > threshold)),
-        "train_flagged_rate": float(np.mean(train_distance > threshold)),
-        "distance_quantile": DISTANCE_QUANTILE,
-    }
-    return stats, info
-
-
-def mahalanobis(features: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
-    """``stats``: torch tensors or numpy arrays (``mean``, ``precision``)."""
-    mean = np.asarray(stats["mean"], dtype=np.float64)
-    precision = np.asarray(stats["precision"], dtype=np.float64)
-    centred = features.astype(np.float64) - mean
-    # (c P) * c summed per row: one BLAS matrix product; einsum's three-operand loop is 30x slower
-    return np.sqrt(np.maximum(((centred @ precision) * centred).sum(axis=1), 0.0))
 
 
 def verdict(decoded: DecodedImage, distance: float | None, threshold: float | None) -> OODVerdict:
