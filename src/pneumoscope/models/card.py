@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from pneumoscope.config import parse_record
 from pneumoscope.markdown import percent as _pct
 from pneumoscope.models.bundle import CARD, META
 
@@ -128,44 +129,45 @@ def _training_lines(training: dict[str, Any], config_yaml: str) -> str:
 
 
 def render_card(meta: dict[str, Any], config_yaml: str) -> str:
-    val = meta["validation"]
-    training = meta["training"]
+    record = parse_record(meta)
+    val = record.validation
+    training = record.training
     ood = meta.get("ood", {})
-    (tn, fp), (fn, tp) = val["confusion_matrix"]
-    files = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in meta.get("files", {}).items())
-    extra = meta.get("card_sections", {})
+    (tn, fp), (fn, tp) = val.confusion_matrix
+    files = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in record.files.items())
+    extra = record.card_sections
     sections = "\n\n".join(f"## {title}\n{body}" for title, body in extra.items())
-    return f"""# Model card: pneumoscope `{meta['name']}`
+    return f"""# Model card: pneumoscope `{record.name}`
 
 **Intended use: research and education. Not a medical device; not for diagnosis or triage.**
 
 ## What it does
 Reads one frontal paediatric chest radiograph and gives the probability that it shows
-pneumonia (bacterial or viral{', and for pneumonia which pattern it resembles more' if meta.get('subtype') else ''}), a label at a threshold chosen on validation data, a Grad-CAM
+pneumonia (bacterial or viral{', and for pneumonia which pattern it resembles more' if record.subtype else ''}), a label at a threshold chosen on validation data, a Grad-CAM
 heatmap, and a flag when the image does not look like a chest X-ray at all.
 
 ## How it was trained
-- Command: `{training.get('command', 'pneumoscope train --config configs/' + meta['name'] + '.yaml')}`{_finalized(training)}{_backbone_command(training)}
+- Command: `{training.get('command', 'pneumoscope train --config configs/' + record.name + '.yaml')}`{_finalized(training)}{_backbone_command(training)}
 - Data: Kermany et al. 2018 / Kaggle "Chest X-Ray Images (Pneumonia)" training folder at
-  {meta['image_size']} x {meta['image_size']} px (CC BY 4.0, doi:10.17632/rscbjbr9sj.2);
+  {record.image_size} x {record.image_size} px (CC BY 4.0, doi:10.17632/rscbjbr9sj.2);
   training part {training['class_counts_train'][0]:,} NORMAL / {training['class_counts_train'][1]:,} PNEUMONIA images.
 - Split: by patient (patient ids parsed from file names), class-stratified, seed
-  {training.get('split_seed', 42)}: {val['n']} validation images ({val['n_normal']} NORMAL,
-  {val['n_pneumonia']} PNEUMONIA) from patients never seen in training. The official test
+  {training.get('split_seed', 42)}: {val.n} validation images ({val.n_normal} NORMAL,
+  {val.n_pneumonia} PNEUMONIA) from patients never seen in training. The official test
   split was never seen: it is a sealed benchmark.
 {_training_lines(training, config_yaml)}
 
 ## Validation figures (patient-level validation split; not the test set)
 | AUC | accuracy | sensitivity | specificity (NORMAL recall) |
 |---:|---:|---:|---:|
-| {val['auc']:.4f} | {_pct(val['accuracy'])} | {_pct(val['sensitivity'])} | {_pct(val['specificity'])} |
+| {val.auc:.4f} | {_pct(val.accuracy)} | {_pct(val.sensitivity)} | {_pct(val.specificity)} |
 
 Confusion matrix at the threshold (rows: true NORMAL, PNEUMONIA; columns: predicted):
 `[[{tn}, {fp}], [{fn}, {tp}]]`.
 {_stressed(meta)}{_subtype(meta)}
 ## Decision threshold and calibration
-- Threshold **{meta['threshold']:.4f}** on the calibrated probability; rule: {meta['threshold_rule']}.
-- Calibration: temperature scaling fitted on {'the stressed validation pool' if 'validation_stressed' in meta else 'validation'}, T = {meta.get('temperature', 1.0):.3f}.
+- Threshold **{record.threshold:.4f}** on the calibrated probability; rule: {record.threshold_rule}.
+- Calibration: temperature scaling fitted on {'the stressed validation pool' if record.validation_stressed else 'validation'}, T = {record.temperature:.3f}.
 
 ## Not a chest X-ray?
 Images in colour or of absurd shape are flagged, and so are images whose network features lie
@@ -186,7 +188,7 @@ validation X-rays (threshold {ood.get('distance_threshold', float('nan')):.1f});
   `pneumoscope stress` measures that shift without the test set: see the robustness section,
   where each perturbation's flips are counted against the unperturbed answer. A different
   hospital's films can still differ in ways no perturbation here imitates.
-- {'Bacterial and viral pneumonia are one class for the pneumonia label; the subtype output is a pattern (above)' if meta.get('subtype') else 'Bacterial and viral pneumonia are one class'}; the heatmap
+- {'Bacterial and viral pneumonia are one class for the pneumonia label; the subtype output is a pattern (above)' if record.subtype else 'Bacterial and viral pneumonia are one class'}; the heatmap
   shows what drove the pneumonia score, not where the disease is.
 
 ## Files
