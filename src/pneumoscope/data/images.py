@@ -125,7 +125,7 @@ def decode_image(
         raise ImageTooLargeError(f"image is too large to decode safely ({_describe(exc)})") from None
     except UnidentifiedImageError:
         raise NotAnImageError(
-            "file is not a readable image (expected PNG, JPEG, BMP, TIFF or DICOM)"
+            "file is not a readable image (expected PNG, JPEG, BMP, TIFF, GIF, WEBP or DICOM)"
         ) from None
     except MemoryError:
         raise ImageTooLargeError("image header asks for more memory than is available") from None

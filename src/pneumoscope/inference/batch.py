@@ -189,7 +189,7 @@ def run_batch(
     if skipped:
         print(f"note: skipped {skipped} subfolder(s); pass --recursive to include them", file=sys.stderr)
     if not files:
-        raise UserError("no images found (PNG, JPEG, BMP, TIFF or DICOM) in " + ", ".join(map(str, paths)))
+        raise UserError("no images found (PNG, JPEG, BMP, TIFF, GIF, WEBP or DICOM) in " + ", ".join(map(str, paths)))
     rows = RowWriter(out)
     workers = workers if workers is not None else default_workers()
     pool = start_pool(workers, len(files))
