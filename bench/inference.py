@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 DATA = Path(os.environ.get("PNEUMOSCOPE_DATA", REPO.parent / "shared" / "data"))
 
+from pneumoscope.data.decoding import default_workers  # noqa: E402
 from pneumoscope.inference.batch import run_batch  # noqa: E402
 from pneumoscope.machine import describe, physical_cores  # noqa: E402
 from pneumoscope.inference.predictor import Predictor, prepare_image  # noqa: E402
@@ -151,7 +152,7 @@ def main() -> None:
         print(f"{name:<52}{np.percentile(times, 50):>8.1f}{np.percentile(times, 95):>8.1f}")
     print(f"load average now {load()}\n")
 
-    workers = args.workers or len(os.sched_getaffinity(0))
+    workers = args.workers or default_workers()
     print(f"{'batch CLI, throughput (images/s)':<40}{'marginal':>10}{'end-to-end':>12}{'decode floor':>14}{'model floor':>13}")
     with tempfile.TemporaryDirectory() as tmp:
         full = linked_copies(originals, args.copies, Path(tmp))

@@ -24,6 +24,7 @@ from pneumoscope.data.collection import read_manifest  # noqa: E402
 from pneumoscope.data.images import decode_image  # noqa: E402
 from pneumoscope.evaluation.ood_sets import TRANSFORMS, generated_images, skimage_images  # noqa: E402
 from pneumoscope.inference.predictor import Predictor  # noqa: E402
+from pneumoscope.markdown import shown_path  # noqa: E402
 from pneumoscope.models.bundle import DEFAULT_MODEL_DIR  # noqa: E402
 from pneumoscope.models.card import add_card_section  # noqa: E402
 
@@ -55,7 +56,7 @@ def main() -> None:
     transformed = {name: float(flagged(predictor, [fn(g) for g in greys]).mean()) for name, fn in TRANSFORMS.items()}
 
     figures = {
-        "model": str(args.model),
+        "model": shown_path(args.model),
         "val_xrays": {"n": len(val), "flagged": int(val_flags.sum()), "rate": float(val_flags.mean())},
         "non_xrays": {"n": len(others), "flagged": int(other_flags.sum()), "rate": float(other_flags.mean()), "missed": missed},
         "transformed_xrays": {"n_each": len(chosen), "rates": transformed},

@@ -222,6 +222,20 @@ def test_predict_batch(app: App, normal_original: Path, pneumonia_original: Path
     assert app.predict_batch([]) == ([], None)
 
 
+def test_batch_uploads_are_deleted_even_when_scoring_fails(app: App, normal_original: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    uploaded = [upload_copy(app, normal_original), upload_copy(app, normal_original)]  # one file sent twice
+    uploaded.append(uploaded[0])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("scoring failed")
+
+    monkeypatch.setattr(app.predictor, "predict_prepared", broken)
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        app.predict_batch([str(path) for path in uploaded])
+    assert not any(path.exists() for path in uploaded)
+
+
 def test_about_leads_with_a_summary_then_card_config_and_figures(predictor: Predictor) -> None:
     about = about_content(predictor)
     folder = Path(predictor.model_path)

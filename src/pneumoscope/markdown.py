@@ -4,6 +4,7 @@ compare, stress, leakage, the model card). One place, so the same figure reads t
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Sequence
 
 
@@ -40,3 +41,12 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], pad: bool = Fals
     else:
         rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"
     return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
+
+
+def shown_path(path: str | Path) -> str:
+    """A file or folder as a document names it: relative to the working folder when inside it, so a
+    regenerated report quotes no machine's absolute paths."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

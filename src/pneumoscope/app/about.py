@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscope.app.text import DISCLAIMER, DISCLAIMER_ES
+from pneumoscope.markdown import percent
 
 FIGURES = (("confusion_matrix.png", "Confusion matrix"), ("roc.png", "ROC curve"), ("pr.png", "Precision-recall curve"))
 """Model-folder figures shown, when present (``figures/``), in this order."""
@@ -53,14 +54,17 @@ def about_content(predictor: Any) -> About:
     return About(summary(predictor, meta), card, read("config.yaml"), figures)
 
 
+def _decimal(text: str, spanish: bool) -> str:
+    """Spanish writes the decimal separator as a comma."""
+    return text.replace(".", ",") if spanish else text
+
+
 def _percent(value: float, spanish: bool = False) -> str:
-    text = f"{100 * value:.1f}"
-    return (text.replace(".", ",") if spanish else text) + " %"
+    return _decimal(percent(value), spanish)
 
 
 def _number(value: float, digits: int = 3, spanish: bool = False) -> str:
-    text = f"{value:.{digits}f}"
-    return text.replace(".", ",") if spanish else text
+    return _decimal(f"{value:.{digits}f}", spanish)
 
 
 def summary(predictor: Any, meta: dict[str, Any]) -> tuple[str, str]:

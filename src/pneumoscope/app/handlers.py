@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -123,6 +124,7 @@ class App:
         if not uploads:
             return [], None
         seen = {path: identity(path) for path in uploads}
+        left = Counter(uploads)  # one file sent twice is one path, released twice
         decoded = decoded_stream(None, uploads, self.predictor.image_size, keep_display=False)
         rows: list[list[Any]] = []
         # Written into the private folder: Gradio serves it from there, the sweep and shutdown delete it.
@@ -134,6 +136,7 @@ class App:
                 name = Path(path).name
                 table.write(result_row(name, prediction, error))
                 self.discard(path, seen[path])
+                left[path] -= 1
                 if prediction is None:
                     rows.append([name, "ERROR", None, "", error])
                     continue
@@ -143,4 +146,7 @@ class App:
                 rows.append([name, label, shown, prediction.subtype_pattern or "", "; ".join(prediction.warnings)])
         finally:
             table.close()
+            for path, count in left.items():  # not reached: scoring stopped mid-batch
+                for _ in range(count):
+                    self.discard(path, seen[path])
         return rows, csv_path

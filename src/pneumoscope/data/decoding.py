@@ -11,11 +11,11 @@ costs that file ``timeout`` seconds, not the whole run.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from pneumoscope.errors import failure_message
+from pneumoscope.machine import logical_cores
 
 T = TypeVar("T")
 Outcome = tuple[str, Any, "str | None"]
@@ -27,7 +27,7 @@ waiting for it would hang the whole run."""
 
 def default_workers() -> int:
     """Decoding processes: one per core available (the main process mostly waits on ONNX Runtime)."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    return logical_cores()
 
 
 def _worker_init() -> None:

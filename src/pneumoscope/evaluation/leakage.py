@@ -38,7 +38,7 @@ from pneumoscope.data.collection import (
 )
 from pneumoscope.evaluation.metrics import compute_metrics
 from pneumoscope.evaluation.scoring import score_paths
-from pneumoscope.markdown import interval as _ci
+from pneumoscope.markdown import interval as _ci, shown_path
 
 SPLIT_LEVELS = ("image", "patient")
 HOLDOUT_FRACTION = 0.15
@@ -166,7 +166,7 @@ def run_leakage_study(
         })
     result = {
         "data": str(data),
-        "config": str(config_path),
+        "config": shown_path(config_path),
         "settings": {k: v for k, v in settings.items()},
         "thresholds": {run["split_level"]: run["validation"]["threshold"] for run in runs},
         "heldout": {

@@ -21,7 +21,7 @@ from pneumoscope.data.collection import EvaluationSet, load_evaluation_set
 from pneumoscope.evaluation import figures
 from pneumoscope.evaluation.metrics import compute_metrics, paired_bootstrap_difference, predictions, subtype_metrics
 from pneumoscope.evaluation.scoring import score_paths
-from pneumoscope.markdown import interval as _ci, points_interval as _pct_ci, table
+from pneumoscope.markdown import interval as _ci, points_interval as _pct_ci, shown_path, table
 from pneumoscope.models.bundle import Bundle, load_bundle
 from pneumoscope.models.card import KERMANY_SUBTYPE, three_way_table
 
@@ -55,20 +55,11 @@ def _model_name(bundle: Bundle, fallback: str) -> str:
     return bundle.record.name or (bundle.path.name if bundle.path else fallback)
 
 
-def _shown_path(path: Path) -> str:
-    """A model folder as a report names it: relative to the working folder when inside it, so a
-    regenerated report quotes no machine's absolute paths."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
 def _model_info(bundle: Bundle, source: str | Path | None) -> dict[str, Any]:
     record = bundle.record
     return {
         "name": _model_name(bundle, "model"),
-        "path": _shown_path(bundle.path) if bundle.path else str(source),
+        "path": shown_path(bundle.path) if bundle.path else str(source),
         "bundled_default": source is None,
         "arch": bundle.config.model.arch,
         "image_size": bundle.image_size,

@@ -24,7 +24,7 @@ from pneumoscope.data.collection import load_evaluation_set
 from pneumoscope.data.perturb import FAMILIES, STRESSED_SET, perturb_images
 from pneumoscope.evaluation.metrics import compute_metrics, predictions
 from pneumoscope.evaluation.report import _write_json
-from pneumoscope.markdown import percent as _pct, table
+from pneumoscope.markdown import percent as _pct, shown_path, table
 from pneumoscope.models.decision import choose_threshold, describe_rule
 
 RULES: tuple[ThresholdConfig, ...] = (
@@ -126,7 +126,7 @@ def run_stress(
         pooled = _SubtypeView(np.tile(subtypes, len(STRESSED_SET) + 1), predictor.subtype_threshold)
         stressed.update(pooled.rates(np.concatenate([clean_bacterial] + [scored_bacterial[c] for c in STRESSED_SET])))
     report: dict[str, Any] = {
-        "model": {"name": predictor.name, "path": str(predictor.model_path), "threshold": threshold,
+        "model": {"name": predictor.name, "path": shown_path(predictor.model_path), "threshold": threshold,
                   "temperature": predictor.temperature, "backend": predictor.backend,
                   "subtype_threshold": predictor.subtype_threshold},
         "data": {**data.describe(), "n_used": int(len(labels)), "n_normal": int((labels == 0).sum()),

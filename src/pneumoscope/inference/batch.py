@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, TextIO
 
-from pneumoscope.data.images import IMAGE_SUFFIXES
 from pneumoscope.data.decoding import DECODE_TIMEOUT_S, Job, close_pool, default_workers, start_pool, stream
+from pneumoscope.data.images import IMAGE_SUFFIXES
 from pneumoscope.inference.predictor import Prediction, PreparedImage, prepare_image
 
 COLUMNS = ["path", "label", "probability", "threshold", "is_chest_xray", "subtype", "p_bacterial", "heatmap", "error",
@@ -135,7 +135,7 @@ class _HeatmapWriter:
 
     def write(self, path: str, prediction: Prediction) -> str | None:
         """Save the picture; return the file's path (None when there is no map to save)."""
-        if prediction.overlay is None or not prediction.is_chest_xray:
+        if not prediction.is_chest_xray or prediction.overlay is None:
             return None
         from pneumoscope.inference.explain import annotated
 

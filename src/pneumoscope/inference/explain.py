@@ -198,7 +198,7 @@ def explanation(label: str) -> str:
 
 def legend(colormap: str = DEFAULT_COLORMAP, stops: int = 9) -> list[str]:
     """The colour map as ``stops`` CSS hex colours, weakest to strongest: a colour bar's gradient."""
-    colours = _lut(colormap)[np.linspace(0, 255, stops).round().astype(int)]
+    colours = _lut8(colormap)[np.linspace(0, 255, stops).round().astype(int)]
     return ["#%02x%02x%02x" % tuple(int(c) for c in colour) for colour in colours]
 
 
@@ -232,8 +232,7 @@ def annotated(overlay: Image.Image, label: str, probability: float, threshold: f
         y += size + 4
     y += size // 2
     bar_left, bar_right = size + draw.textlength("weaker ", font=small), width - size - draw.textlength(" stronger", font=small)
-    lut = _lut(colormap).astype(np.uint8)
-    strip = Image.fromarray(np.repeat(lut[None], size, axis=0)).resize((int(bar_right - bar_left), size))
+    strip = Image.fromarray(np.repeat(_lut8(colormap)[None], size, axis=0)).resize((int(bar_right - bar_left), size))
     canvas.paste(strip, (int(bar_left), y))
     draw.text((size, y), "weaker", fill="black", font=small)
     draw.text((bar_right + draw.textlength(" ", font=small), y), "stronger", fill="black", font=small)

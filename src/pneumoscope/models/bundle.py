@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pneumoscope.data.collection import content_hash
 from pneumoscope.config import ModelRecord, parse_record
+from pneumoscope.data.collection import content_hash
 from pneumoscope.errors import ConfigError, ModelLoadError
 
 if TYPE_CHECKING:  # PyTorch is imported by what loads or saves weights, not by reading model.json
