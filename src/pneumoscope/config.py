@@ -70,6 +70,11 @@ class AugmentConfig(_Strict):
     low_res_min: float = Field(0.35, gt=0.1, le=1.0)
     padding: Literal["border", "zeros"] = "border"
     """What fills pixels that the geometry brings in from outside the film: its edge, or black."""
+    jpeg_prob: float = Field(0.0, ge=0, le=1)
+    """Share of images re-compressed as JPEG at a quality drawn from [jpeg_quality_min, 95]: the
+    training copies are quality-75 JPEGs, so their block artefacts are part of every film the
+    network saw; films saved otherwise must not read as another class."""
+    jpeg_quality_min: int = Field(30, ge=5, le=95)
 
 
 class ModelConfig(_Strict):

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import math
 
+import io
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from pneumoscope.config import AugmentConfig
 
@@ -89,4 +93,24 @@ def _augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | N
     if cfg.noise_std > 0:
         sigma = _uniform(n, 0, cfg.noise_std, generator).view(n, 1, 1, 1)
         x = x + torch.randn(x.shape, generator=generator) * sigma
+    if cfg.jpeg_prob > 0:  # drawn last, so configs without it train exactly as before
+        x = _recompress(x.clamp(0.0, 1.0), cfg, generator)
     return (x.clamp(0.0, 1.0) * 255.0).contiguous(memory_format=torch.channels_last)
+
+
+def _recompress(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None) -> torch.Tensor:
+    """JPEG-encode a random share of the batch (values in [0, 1]) at random qualities, by Pillow's
+    libjpeg: the artefacts are those of a real encoder, which no tensor op reproduces."""
+    n = x.shape[0]
+    chosen = torch.nonzero(torch.rand(n, generator=generator) < cfg.jpeg_prob).flatten().tolist()
+    qualities = torch.randint(cfg.jpeg_quality_min, 96, (n,), generator=generator).tolist()
+    if not chosen:
+        return x
+    x = x.clone()
+    for index in chosen:
+        grey = (x[index, 0].detach().cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(grey).save(buffer, format="JPEG", quality=int(qualities[index]))
+        decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L"), dtype=np.float32)
+        x[index, 0] = torch.from_numpy(decoded / 255.0).to(x.dtype)
+    return x
