@@ -33,7 +33,8 @@ from inference import DATA, load, machine  # noqa: E402
 from pneumoscope.data.collection import read_manifest, records_for  # noqa: E402
 from pneumoscope.data.images import decode_image, resize_square  # noqa: E402
 from pneumoscope.inference.onnx import open_session  # noqa: E402
-from pneumoscope.inference.predictor import Predictor, PreparedImage  # noqa: E402
+from pneumoscope.inference.predictor import Predictor  # noqa: E402
+from pneumoscope.inference.prepare import PreparedImage  # noqa: E402
 from pneumoscope.models.bundle import DEFAULT_MODEL_DIR  # noqa: E402
 
 

@@ -36,7 +36,8 @@ DATA = Path(os.environ.get("PNEUMOSCOPE_DATA", REPO.parent / "shared" / "data"))
 from pneumoscope.data.decoding import default_workers  # noqa: E402
 from pneumoscope.inference.batch import run_batch  # noqa: E402
 from pneumoscope.machine import describe, physical_cores  # noqa: E402
-from pneumoscope.inference.predictor import Predictor, prepare_image  # noqa: E402
+from pneumoscope.inference.predictor import Predictor  # noqa: E402
+from pneumoscope.inference.prepare import prepare_image  # noqa: E402
 
 
 def machine() -> str:
@@ -108,10 +109,10 @@ def _pool_decode_rate(files: list[Path], size: int, workers: int) -> float:
 def _model_rate(model: str | None, files: list[Path], batch_size: int) -> float:
     predictor = Predictor.load(model)
     pixels = np.stack([prepare_image(f, predictor.image_size, keep_display=False).pixels for f in files[:batch_size]])
-    predictor._score(pixels)
+    predictor.scorer.score(pixels)
     start, done = time.perf_counter(), 0
     while time.perf_counter() - start < 4.0:
-        predictor._score(pixels)
+        predictor.scorer.score(pixels)
         done += len(pixels)
     return done / (time.perf_counter() - start)
 

@@ -8,7 +8,7 @@ from pneumoscope.app.text import FIXED, PHRASES, both, spanish, translations
 from pneumoscope.data.images import DecodedImage
 from pneumoscope.inference.explain import explanation
 from pneumoscope.inference.ood import INVERTED, verdict
-from pneumoscope.inference.predictor import Prediction
+from pneumoscope.inference.prediction import Prediction
 
 
 def test_every_warning_the_ood_check_writes_has_its_spanish() -> None:

@@ -42,18 +42,20 @@ def test_heatmap_comes_from_the_scoring_pass(which: str, predictor: Predictor, t
     """One pass through the network gives the probability, the OOD distance and the map: with
     ONNX Runtime one run and no PyTorch forward; without it one PyTorch forward."""
     chosen = predictor if which == "onnx" else torch_predictor
-    if which == "onnx" and chosen._session is None:
+    if which == "onnx" and chosen.backend != "onnxruntime":
         pytest.skip("onnxruntime not installed")
     forwards = []  # every PyTorch pass through the network starts with its normalisation layer
-    handle = chosen._net.normalize.register_forward_hook(lambda *args: forwards.append(1))
-    session = chosen._session
-    chosen._session = _CountingSession(session) if session is not None else None
+    handle = chosen.scorer.net.normalize.register_forward_hook(lambda *args: forwards.append(1))
+    session = getattr(chosen.scorer, "session", None)
+    if session is not None:
+        chosen.scorer.session = _CountingSession(session)
     try:
         with_map = chosen.predict(normal_original, heatmap=True)
-        runs = chosen._session.runs if session is not None else 0
+        runs = chosen.scorer.session.runs if session is not None else 0
     finally:
         handle.remove()
-        chosen._session = session
+        if session is not None:
+            chosen.scorer.session = session
     assert (len(forwards), runs) == ((0, 1) if which == "onnx" else (1, 0))
     without = torch_predictor.predict(normal_original)
     assert with_map.probability == pytest.approx(without.probability, abs=1e-4)
@@ -64,7 +66,7 @@ def test_heatmap_comes_from_the_scoring_pass(which: str, predictor: Predictor, t
 def test_onnx_route_gives_monai_grad_cam(predictor: Predictor, torch_predictor: Predictor,
                                           some_originals: list[Path]) -> None:
     """The map from ONNX Runtime's activation + the head's gradient is MONAI's GradCAM map."""
-    if predictor._session is None:
+    if predictor.backend != "onnxruntime":
         pytest.skip("onnxruntime not installed")
     for path in some_originals:
         fast = predictor.predict(path, heatmap=True).heatmap
@@ -90,18 +92,18 @@ def test_map_explains_the_predicted_class(predictor: Predictor, normal_original:
     """A film labelled NORMAL gets the map of what lowered the pneumonia score, not a stretched-out
     map of faint evidence for pneumonia; a film labelled PNEUMONIA, the map of what raised it."""
     from pneumoscope.inference.explain import grad_cam_from_activation
-    from pneumoscope.inference.predictor import prepare_image
+    from pneumoscope.inference.prepare import prepare_image
 
-    if predictor._session is None:
+    if predictor.backend != "onnxruntime":
         pytest.skip("onnxruntime not installed")
-    predictor._wait_for_net()
+    network = predictor.scorer.wait_for_network()
     for path, label in ((normal_original, "NORMAL"), (pneumonia_original, "PNEUMONIA")):
         result = predictor.predict(path, heatmap=True)
         assert result.label == label
         pixels = prepare_image(path, predictor.image_size, keep_display=False).pixels[None]
-        activation = predictor._run_session(["cam_activation"], pixels)[0]
-        toward_pneumonia = grad_cam_from_activation(predictor._net, activation)  # no decision: +logit
-        shown = grad_cam_from_activation(predictor._net, activation, predictor.decision_logit)
+        activation = predictor.scorer.run(["cam_activation"], pixels)[0]
+        toward_pneumonia = grad_cam_from_activation(network.net, activation)  # no decision: +logit
+        shown = grad_cam_from_activation(network.net, activation, predictor.decision_logit)
         if label == "PNEUMONIA":
             np.testing.assert_allclose(shown, toward_pneumonia, atol=1e-6)
         else:

@@ -12,7 +12,8 @@ import numpy as np
 
 from pneumoscope.data.collection import records_for
 from pneumoscope.data.images import decode_image, resize_square
-from pneumoscope.inference.predictor import PreparedImage, Predictor, prepare_image
+from pneumoscope.inference.predictor import Predictor
+from pneumoscope.inference.prepare import PreparedImage, prepare_image
 
 
 def _full_decode(path: Path, size: int) -> PreparedImage:

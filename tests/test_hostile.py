@@ -24,7 +24,8 @@ from _hostile import NOT_XRAY, OK, Case, check_error_message, hostile_corpus, re
 from _server import upload_copy, uploads_left
 from pneumoscope.app import NOT_XRAY_LABEL, App
 from pneumoscope.cli import main
-from pneumoscope.inference.predictor import Prediction, Predictor
+from pneumoscope.inference.prediction import Prediction
+from pneumoscope.inference.predictor import Predictor
 
 SECONDS_PER_FILE = 5.0
 """Every file, good or bad, is answered within this (the app answers uploads synchronously)."""

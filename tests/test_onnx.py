@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pneumoscope.errors import HeatmapUnavailableError
 from pneumoscope.inference.export import export_onnx
 from pneumoscope.inference.onnx import read_contract
-from pneumoscope.inference.predictor import HeatmapUnavailableError, Predictor
+from pneumoscope.inference.predictor import Predictor
 from pneumoscope.models.bundle import ModelLoadError
 
 onnx = pytest.importorskip("onnx")
@@ -46,7 +47,7 @@ def test_onnx_runtime_and_pytorch_agree_on_real_images(
     files = some_originals + sorted((chest_xray / "val" / "PNEUMONIA").iterdir())[:2]
     prepared = [predictor.prepare(path) for path in files]
     pixels = np.stack([item.pixels for item in prepared])
-    ort, eager = predictor._score(pixels), torch_predictor._score(pixels)
+    ort, eager = predictor.scorer.score(pixels), torch_predictor.scorer.score(pixels)
     (ort_logits, ort_subtype, ort_distances) = (ort.logits, ort.subtype, ort.distances)
     (torch_logits, torch_subtype, torch_distances) = (eager.logits, eager.subtype, eager.distances)
     # Fused kernels round differently: logits agree to a few 1e-5, and a logit difference d moves

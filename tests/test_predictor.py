@@ -13,7 +13,9 @@ from PIL import Image
 from _inference import colour_photo
 from pneumoscope.config import CLASS_NAMES
 from pneumoscope.data.images import ImageLoadError
-from pneumoscope.inference.predictor import DISPLAY_MAX, NOT_A_DIAGNOSIS, Prediction, Predictor, pneumonia_prediction
+from pneumoscope.inference.prediction import NOT_A_DIAGNOSIS, Prediction
+from pneumoscope.inference.predictor import Predictor, pneumonia_prediction
+from pneumoscope.inference.prepare import DISPLAY_MAX
 
 
 def _check(prediction: Prediction, predictor: Predictor) -> None:
@@ -132,7 +134,7 @@ def test_cached_export_answers_before_pytorch_is_imported(predictor: Predictor, 
     assert can_explain == "True" and heavy == "[]"
 
     lazy = Predictor.load(heatmaps="background")
-    assert lazy._net is None and lazy.can_explain
+    assert lazy.scorer.net is None and not lazy.network_loaded and lazy.can_explain
     lazy.load_heatmap_network()
     with_map, reference = lazy.predict(pneumonia_original, heatmap=True), predictor.predict(pneumonia_original, heatmap=True)
     assert with_map.probability == reference.probability and with_map.subtype == reference.subtype

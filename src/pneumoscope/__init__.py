@@ -14,7 +14,11 @@ __all__ = ["Predictor", "Prediction", "pneumonia_prediction", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Predictor", "Prediction", "pneumonia_prediction"):
+    if name == "Prediction":
+        from pneumoscope.inference.prediction import Prediction
+
+        return Prediction
+    if name in ("Predictor", "pneumonia_prediction"):
         from pneumoscope.inference import predictor
 
         return getattr(predictor, name)

@@ -34,7 +34,7 @@ def api_result(name: str | None, prediction: Any = None, error: str | None = Non
     """The one shape of a single-image result, on the page and from ``/predict`` alike: ``file``,
     the prediction's fields (``RESULT_FIELDS``; None when there is none), and ``error`` (None, or
     the one-line reason the file could not be read). docs/api.md shows both cases."""
-    from pneumoscope.inference.predictor import RESULT_FIELDS
+    from pneumoscope.inference.prediction import RESULT_FIELDS
 
     fields = prediction.to_dict() if prediction is not None else {**dict.fromkeys(RESULT_FIELDS), "warnings": []}
     return {"file": name, **fields, "error": error}
@@ -80,7 +80,7 @@ def result_card(prediction: Any, name: str | None = None) -> str:
         f'({both("threshold")} <span id="ps-threshold">{prediction.threshold:.3f}</span>)</div>{bar}'
     )
     if not prediction.is_chest_xray:
-        from pneumoscope.inference.predictor import NOT_A_DIAGNOSIS
+        from pneumoscope.inference.prediction import NOT_A_DIAGNOSIS
 
         # The card's heading already says it is no chest X-ray; the bullets give the reasons only.
         reasons = "".join(f"<li>{both(reason)}</li>" for reason in prediction.warnings if reason != NOT_A_DIAGNOSIS)

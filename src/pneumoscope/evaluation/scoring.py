@@ -15,14 +15,15 @@ from pneumoscope.data.cache import decode_all
 from pneumoscope.models.bundle import Bundle
 
 if TYPE_CHECKING:
-    from pneumoscope.inference.predictor import PixelScores
+    from pneumoscope.inference.prediction import PixelScores
 
 
 def score_paths(bundle: Bundle, paths: Sequence[str], batch_size: int = 64, progress: bool = True) -> "PixelScores":
     """Probabilities of PNEUMONIA (``.probs``, N) for ``paths`` and, with a subtype head,
     ``.p_bacterial``: decoded by the one loader at the model's size (in parallel, with a progress
     bar), then scored as :meth:`Predictor.predict` scores."""
-    from pneumoscope.inference.predictor import PixelScores, Predictor
+    from pneumoscope.inference.prediction import PixelScores
+    from pneumoscope.inference.predictor import Predictor
 
     paths = [str(p) for p in paths]
     if not paths:

@@ -22,7 +22,8 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 from pneumoscope.data.decoding import DECODE_TIMEOUT_S, Job, close_pool, default_workers, start_pool, stream
 from pneumoscope.data.images import IMAGE_SUFFIXES
-from pneumoscope.inference.predictor import Prediction, PreparedImage, prepare_image
+from pneumoscope.inference.prediction import Prediction
+from pneumoscope.inference.prepare import PreparedImage, prepare_image
 
 COLUMNS = ["path", "label", "probability", "threshold", "is_chest_xray", "subtype", "p_bacterial", "heatmap", "error",
            "warnings"]
