@@ -3,7 +3,10 @@
 - non-X-rays: the sample images scikit-image ships (photos, documents, micrographs, text) that
   need no download, plus generated ones (noise, gradients, rendered text pages, shapes);
 - transformed X-rays: real radiographs made implausible (heavily cropped, inverted, rotated 90°),
-  which a chest X-ray model should not read as chest X-rays either.
+  which a chest X-ray model should not read as chest X-rays either;
+- hard negatives (photos of films on a monitor or lightbox, CT-like slices, document scans,
+  drawings): ``hard_negatives`` and ``CORPORA`` from :mod:`pneumoscope.evaluation.hard_negatives`,
+  exposed here too.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from pneumoscope.evaluation.hard_negatives import CORPORA, hard_negatives, load_films  # noqa: F401  (exposed here)
 
 SKIMAGE_SAMPLES = (
     "astronaut", "brick", "camera", "cat", "cell", "checkerboard", "chelsea", "clock", "coffee",
