@@ -87,8 +87,9 @@ def test_a_large_array_is_kept_small_for_display(predictor: Predictor, normal_or
 def test_result_is_json_ready(predictor: Predictor, pneumonia_original: Path) -> None:
     result = predictor.predict(pneumonia_original)
     data = json.loads(json.dumps(result.to_dict()))
-    assert set(data) == {"label", "probability", "threshold", "is_chest_xray", "warnings", "ood_distance",
-                         "subtype", "p_bacterial", "subtype_pattern"}
+    assert set(data) == {"label", "probability", "threshold", "is_chest_xray", "xray_check", "caution", "warnings",
+                         "ood_distance", "subtype", "p_bacterial", "subtype_pattern"}
+    assert data["xray_check"] in ("pass", "caution") and (data["caution"] is None) == (data["xray_check"] == "pass")
     assert "heatmap" not in repr(result)
 
 

@@ -51,7 +51,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _finalize(args: argparse.Namespace) -> int:
-    from pneumoscope.training import refinalize
+    from pneumoscope.finalize import refinalize
 
     threshold = None
     command = "pneumoscope finalize --model " + args.model

@@ -80,7 +80,11 @@ class AugmentConfig(_Strict):
 class ModelConfig(_Strict):
     """Which network; the net itself is a plain ``nn.Module`` in ``models/nets.py``."""
 
-    arch: Literal["simple_cnn", "efficientnet_lite0"] = "simple_cnn"
+    arch: Literal["simple_cnn", "efficientnet_lite0", "ensemble"] = "simple_cnn"
+    """``ensemble``: the networks of ``members`` answering as one (``models/nets.Ensemble``)."""
+    members: list["ModelConfig"] = Field(default_factory=list)
+    """With ``arch: ensemble``, each member's network; written by ``pneumoscope train`` from the
+    members' own configs (a committed ensemble config names those in ``ensemble.members``)."""
     pretrained: bool = False
     normalize: Literal["fixed", "per_image"] = "fixed"
     """``fixed``: pixels / 255. ``per_image``: zero mean, unit variance per image, so a darker
@@ -159,6 +163,39 @@ class ThresholdConfig(_Strict):
     not transfer to films acquired elsewhere."""
 
 
+class EnsembleConfig(_Strict):
+    """How an ensemble is trained: each member by its own config, one at a time, then combined."""
+
+    members: list[list[Path]] = Field(min_length=1)
+    """One chain of config files per member, trained in order (a subtype head's config follows
+    the backbone's it starts from); the last of each chain is the member. A config whose run
+    folder (``runs/NAME``) already holds a finished model is not trained again, so an interrupted
+    ensemble resumes where it stopped."""
+    runs: Path = Path("runs")
+    """Where each member's run folder goes: ``runs/NAME``, as ``pneumoscope train`` names it."""
+
+
+class OodConfig(_Strict):
+    """Where the not-a-chest-X-ray check draws its lines (``models/feature_model.fit_zones``).
+
+    Without ``zones``, one line: the 99.5th percentile of clean validation distances, the edge of
+    the training series, which refused 3 % of genuine films from another series (issue 20)."""
+
+    zones: bool = False
+    """Three zones: answered; answered with a caution; refused."""
+    originals: Path | None = None
+    """Full-resolution films, read as uploads are, whose distances the refusal line must clear:
+    users upload originals, and an original lands further out than its 224 px copy."""
+    caution_quantile: float = Field(0.995, gt=0.5, lt=1)
+    """The caution line: this quantile of clean validation distances (the old refusal line)."""
+    refuse_quantile: float = Field(0.995, gt=0.5, le=1)
+    """The refusal line starts from this quantile of the stressed validation pool's distances (the
+    acquisition shifts the model is built to survive), or the farthest original if that is further."""
+    refuse_margin: float = Field(1.15, ge=1, le=3)
+    """...times this margin, for series the project has never seen: genuine films from the sealed
+    test's series lay up to 1.15x beyond the old line (issue 20)."""
+
+
 class Config(_Strict):
     """A whole training run: ``pneumoscope train --config`` reads one of these."""
 
@@ -172,9 +209,16 @@ class Config(_Strict):
     subtype_threshold: ThresholdConfig = ThresholdConfig(rule="youden")
     """How the subtype head's operating point is chosen on validation PNEUMONIA films (bacterial is
     the positive class); Youden's J weighs both subtypes' errors alike."""
+    ood: OodConfig = OodConfig()
+    ensemble: EnsembleConfig | None = None
+    """With ``model.arch: ensemble``: the members to train (or reuse) and combine."""
 
     @model_validator(mode="after")
     def _pretrained_needs_known_weights(self) -> "Config":
+        if self.model.arch == "ensemble" and not (self.ensemble or self.model.members):
+            raise ValueError("model.arch ensemble needs ensemble.members (the member configs)")
+        if self.ensemble and self.model.arch != "ensemble":
+            raise ValueError("ensemble.members needs model.arch: ensemble")
         if self.model.freeze_blocks and self.model.arch != "efficientnet_lite0":
             raise ValueError("model.freeze_blocks applies to efficientnet_lite0 only")
         if self.train.trainable == "subtype_head" and not (self.model.subtype_head and self.train.init_from):
@@ -243,9 +287,13 @@ class Figures(_Record):
 
 
 class OodRecord(_Record):
-    """The out-of-distribution check's operating point (its statistics are ``ood.safetensors``)."""
+    """The out-of-distribution check's operating points (its statistics are ``ood.safetensors``)."""
 
     distance_threshold: float = Field(gt=0)
+    """Beyond it, surely not a chest X-ray: the answer is withheld."""
+    caution_distance: float | None = Field(None, gt=0)
+    """Between it and ``distance_threshold``, probably a chest X-ray from another series: the
+    answer is given with a caution. None (older models): two zones only."""
     distance_quantile: float | None = None
     val_flagged_rate: float | None = None
     train_flagged_rate: float | None = None

@@ -94,8 +94,16 @@ def result_card(prediction: Any, name: str | None = None) -> str:
     return (
         f'<div class="ps-card">{_file_line(name)}'
         f'<div class="ps-label" id="ps-label" style="color:{colour}">{both(prediction.label)}</div>'
-        f'{figures}{_subtype_html(prediction)}<div class="ps-note">{both(DISCLAIMER)}</div></div>'
+        f'{figures}{_caution_html(prediction)}{_subtype_html(prediction)}<div class="ps-note">{both(DISCLAIMER)}</div></div>'
     )
+
+
+def _caution_html(prediction: Any) -> str:
+    """The caution of a film at the edge of the training films (answered, but read with care)."""
+    caution = getattr(prediction, "caution", None)
+    if not caution:
+        return ""
+    return f'<div class="ps-caution" id="ps-caution">&#9888; {both(caution[0].upper() + caution[1:])}</div>'
 
 
 def _subtype_html(prediction: Any) -> str:

@@ -143,7 +143,7 @@ class App:
                 xray = prediction.is_chest_xray
                 label = prediction.label if xray else NOT_XRAY_LABEL
                 shown = round(prediction.probability, 4) if xray else None
-                rows.append([name, label, shown, prediction.subtype_pattern or "", "; ".join(prediction.warnings)])
+                rows.append([name, label, shown, prediction.subtype_pattern or "", "; ".join(prediction.warnings + ((prediction.caution,) if prediction.caution else ()))])
         finally:
             table.close()
             for path, count in left.items():  # not reached: scoring stopped mid-batch

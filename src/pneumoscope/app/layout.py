@@ -32,6 +32,7 @@ CSS = """
 .ps-colourbar{display:flex;align-items:center;gap:6px;font-size:.85em;max-width:760px;margin:4px 0}
 .ps-gradient{flex:1;height:12px;border-radius:3px}
 .ps-subtype{font-size:1.1em;font-weight:600;margin-top:8px}
+.ps-caution{margin-top:8px;padding:6px 8px;border-left:4px solid #e67e22;background:#fff4e5;color:#222}
 .ps-figure{margin:0}
 .ps-figure img{width:100%;max-width:760px;height:auto}
 .ps-figures img{display:inline-block;width:32%;min-width:240px;margin:4px;vertical-align:top}

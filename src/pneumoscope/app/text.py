@@ -68,6 +68,12 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"the network's features are far from any chest X-ray it was trained on \(distance (\d+) > (\d+)\)"),
      r"los rasgos que extrae la red están lejos de toda radiografía de tórax de su entrenamiento "
      r"(distancia \1 > \2)"),
+    (re.compile(r"this film lies at the edge of the chest X-rays the model was trained on \(feature distance (\d+); "
+                r"cautioned from (\d+), refused from (\d+)\): it may come from another hospital or machine, so read "
+                r"the answer with extra care"),
+     r"esta placa está en el límite de las radiografías de tórax con las que se entrenó el modelo (distancia de "
+     r"rasgos \1; precaución desde \2, rechazo desde \3): puede venir de otro hospital u otro equipo, así que lea "
+     r"la respuesta con especial cuidado"),
     (re.compile(r"the image looks inverted \(lung fields brighter than the spine\): a negative or a MONOCHROME1 "
                 r"film read the wrong way"),
      "la imagen parece invertida (campos pulmonares más claros que la columna): un negativo o una placa "

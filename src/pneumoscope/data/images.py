@@ -148,6 +148,34 @@ def resize_square(grey: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(grey).resize((size, size), Image.Resampling.BILINEAR))
 
 
+TRAINING_JPEG_QUALITY = 75
+"""The shared training copies are quality-75 JPEGs: the network has only ever seen films with
+their block artefacts."""
+
+
+def as_training_copy(pixels: np.ndarray, quality: int = TRAINING_JPEG_QUALITY) -> np.ndarray:
+    """Network-sized uint8 pixels, (S, S) or (N, S, S), re-encoded as the training copies were: a
+    quality-75 JPEG round trip.
+
+    A full-resolution upload, resized here, lacked the copies' compression, and the network read
+    the difference: on the 48 originals against their own 224 px copies, the median OOD distance
+    gap fell from 4.5 to 1.8 and the largest probability gap from 0.28 to 0.11 with the round trip
+    (bench/originals.py). On a training copy itself it is a no-op (same quantisation tables, same
+    8 x 8 grid: 0 grey levels changed), so validation figures stand. Costs about 0.3 ms a film.
+    """
+    if pixels.ndim == 3:
+        return np.stack([as_training_copy(p, quality) for p in pixels]) if len(pixels) else pixels
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(buffer, format="JPEG", quality=quality)
+    with Image.open(io.BytesIO(buffer.getvalue())) as reread:
+        return np.asarray(reread.convert("L"))
+
+
+def to_network(grey: np.ndarray, size: int) -> np.ndarray:
+    """A decoded film as the network takes it: square-resized, in the training copies' format."""
+    return as_training_copy(resize_square(grey, size))
+
+
 def load_image(source: ImageSource, size: int = 224, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode and resize: the network's input as uint8 (size, size)."""
     return resize_square(decode_image(source, max_pixels=max_pixels, reduce_to=size).grey, size)

@@ -25,10 +25,12 @@ from pneumoscope.data.images import IMAGE_SUFFIXES
 from pneumoscope.inference.prediction import Prediction
 from pneumoscope.inference.prepare import PreparedImage, prepare_image
 
-COLUMNS = ["path", "label", "probability", "threshold", "is_chest_xray", "subtype", "p_bacterial", "heatmap", "error",
-           "warnings"]
+COLUMNS = ["path", "label", "probability", "threshold", "is_chest_xray", "xray_check", "ood_distance", "caution",
+           "subtype", "p_bacterial", "heatmap", "error", "warnings"]
 """``subtype`` / ``p_bacterial``: bacterial-vs-viral pattern, filled only for a PNEUMONIA film that
-passes as a chest X-ray, by a model with a subtype head (empty otherwise). ``heatmap``: the PNG
+passes as a chest X-ray, by a model with a subtype head (empty otherwise). ``xray_check``: ``pass``,
+``caution`` (answered, with the ``caution`` text) or ``refuse`` (``is_chest_xray`` False), from the
+feature distance ``ood_distance`` and the file checks. ``heatmap``: the PNG
 saved for this row with ``--heatmaps`` (two inputs both named ``x.jpeg`` get different files)."""
 
 
@@ -117,10 +119,11 @@ def _csv_cell(value: Any) -> Any:
 def result_row(path: str, prediction: Prediction | None, error: str | None, heatmap: str | None = None) -> dict[str, Any]:
     if prediction is None:
         return {"path": path, "label": None, "probability": None, "threshold": None,
-                "is_chest_xray": None, "subtype": None, "p_bacterial": None, "heatmap": None, "error": error,
+                "is_chest_xray": None, "xray_check": None, "ood_distance": None, "caution": None, "subtype": None, "p_bacterial": None, "heatmap": None, "error": error,
                 "warnings": []}
     return {"path": path, "label": prediction.label, "probability": prediction.probability,
             "threshold": prediction.threshold, "is_chest_xray": prediction.is_chest_xray,
+            "xray_check": prediction.xray_check, "ood_distance": prediction.ood_distance, "caution": prediction.caution,
             "subtype": prediction.subtype, "p_bacterial": prediction.p_bacterial, "heatmap": heatmap,
             "error": None, "warnings": list(prediction.warnings)}
 

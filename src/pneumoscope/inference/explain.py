@@ -91,6 +91,10 @@ class GradCam:
         from monai.visualize import GradCAM  # imported here: monai costs seconds to import
 
         self.net = net
+        self._lock = threading.Lock()
+        self._cam = None
+        if not hasattr(net, "cam_layer"):  # an ensemble: its CAM layer is every member's, stacked
+            return
         self._scorer = _PredictedClassScore(net).eval()
         layer = dict(net.named_modules()).get(net.cam_layer)
         if layer is None:
@@ -98,7 +102,6 @@ class GradCam:
         self._active = False
         layer.register_forward_pre_hook(self._start_graph_here)
         self._cam = GradCAM(nn_module=self._scorer, target_layers=f"net.{net.cam_layer}")
-        self._lock = threading.Lock()
 
     def _start_graph_here(self, module: nn.Module, args: tuple) -> tuple | None:
         """Make the CAM layer's input a leaf that requires grad: the backward pass stops there."""
@@ -111,6 +114,8 @@ class GradCam:
         turns PNEUMONIA (:func:`~pneumoscope.models.decision.decision_logit`); None explains the
         pneumonia score of every image."""
         batch = torch.from_numpy(np.ascontiguousarray(pixels)).float().unsqueeze(1)
+        if self._cam is None:
+            return self._from_stacked_activation(batch, decision)
         with self._lock:
             self._scorer.decision = decision
             self._active = True
@@ -122,6 +127,16 @@ class GradCam:
             logits = self._scorer.last_logit.float().numpy()
             features = self._scorer.last_features.float().numpy()
         return CamResult(logits, features, _scaled(raw.detach()[:, 0].float()))
+
+    def _from_stacked_activation(self, batch: torch.Tensor, decision: float | None) -> CamResult:
+        """An ensemble has no single layer for MONAI's hooks: one forward pass to the stacked CAM
+        activation, then :func:`grad_cam_from_activation`, MONAI's arithmetic through the head."""
+        with torch.inference_mode():
+            activation = self.net.cam_activation(batch)
+            features = self.net.features_from_cam(activation)
+            logits = self.net.classify(features)
+        maps = grad_cam_from_activation(self.net, activation.numpy(), decision)
+        return CamResult(logits.float().numpy(), features.float().numpy(), maps)
 
 
 def _scaled(maps: torch.Tensor) -> np.ndarray:

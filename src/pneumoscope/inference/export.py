@@ -36,9 +36,14 @@ class _ExportedGraph(nn.Module):
         self.net = bundle.net
         self.has_ood = bool(bundle.ood)
         self.has_subtype = bool(bundle.net.has_subtype)
+        self.ood_blocks = 0
         if self.has_ood:
-            self.register_buffer("ood_mean", bundle.ood["mean"].float().clone())
-            self.register_buffer("ood_precision", bundle.ood["precision"].float().clone())
+            from pneumoscope.models.feature_model import stat_blocks
+
+            for index, (mean, precision) in enumerate(stat_blocks(bundle.ood)):
+                self.register_buffer(f"ood_mean_{index}", mean.float().clone())
+                self.register_buffer(f"ood_precision_{index}", precision.float().clone())
+                self.ood_blocks += 1
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         activation = self.net.cam_activation(pixels)
@@ -47,10 +52,14 @@ class _ExportedGraph(nn.Module):
         if self.has_subtype:
             outputs.append(self.net.subtype(features))
         outputs.append(features)
-        if self.has_ood:
-            centred = features - self.ood_mean
-            squared = ((centred @ self.ood_precision) * centred).sum(dim=1)
-            outputs.append(torch.sqrt(torch.clamp(squared, min=0.0)))
+        if self.has_ood:  # feature_model.mahalanobis, in the graph: the RMS of the blocks' distances
+            squared, start = 0.0, 0
+            for index in range(self.ood_blocks):
+                mean, precision = getattr(self, f"ood_mean_{index}"), getattr(self, f"ood_precision_{index}")
+                centred = features[:, start : start + mean.shape[0]] - mean
+                start += mean.shape[0]
+                squared = squared + torch.clamp(((centred @ precision) * centred).sum(dim=1), min=0.0)
+            outputs.append(torch.sqrt(squared / self.ood_blocks))
         return (*outputs, activation)
 
 
@@ -72,6 +81,7 @@ def contract(bundle: Bundle) -> dict[str, Any]:
         "outputs": output_names(bool(bundle.ood), bundle.net.has_subtype),
         "preprocessing": PREPROCESSING,
         "ood_distance_threshold": record.ood.distance_threshold if bundle.ood and record.ood else None,
+        "ood_caution_distance": record.ood.caution_distance if bundle.ood and record.ood else None,
         "weights_sha256": record.files.get("model.safetensors"),
         "validation": bundle.meta.get("validation"),  # as written, every figure
         "subtype": subtype_contract(bundle.subtype),

@@ -38,6 +38,7 @@ class LoadedModel(NamedTuple):
     temperature: float
     name: str
     ood_threshold: float | None
+    ood_caution: float | None
     model_path: Path | None
     """The model folder or .onnx file; the web app reads its model card from here."""
     info: dict[str, Any]
@@ -77,6 +78,7 @@ def from_bundle(bundle: Any, backend: Backend, threads: int | None, spin: bool) 
         image_size=bundle.image_size, threshold=record.threshold, temperature=record.temperature,
         name=record.name,
         ood_threshold=record.ood.distance_threshold if bundle.ood and record.ood else None,
+        ood_caution=record.ood.caution_distance if bundle.ood and record.ood else None,
         model_path=bundle.path,
         info={"validation": bundle.meta.get("validation"), "arch": bundle.config.model.arch},
         subtype=subtype,
@@ -118,6 +120,7 @@ def _from_cached_export(model: str | Path | None, threads: int | None, spin: boo
         image_size=record.image_size, threshold=record.threshold, temperature=record.temperature,
         name=record.name,
         ood_threshold=record.ood.distance_threshold if record.ood and "ood.safetensors" in record.files else None,
+        ood_caution=record.ood.caution_distance if record.ood and "ood.safetensors" in record.files else None,
         model_path=folder, info={"validation": meta.get("validation")}, subtype=subtype,
     )
 
@@ -167,6 +170,7 @@ def _from_onnx(path: Path, threads: int | None, spin: bool) -> LoadedModel:
         scorer=OnnxScorer(session, bool(subtype)),
         image_size=contract["image_size"], threshold=contract["threshold"],
         temperature=contract["temperature"], name=str(contract.get("name", path.stem)),
-        ood_threshold=contract.get("ood_distance_threshold"), model_path=path,
+        ood_threshold=contract.get("ood_distance_threshold"), ood_caution=contract.get("ood_caution_distance"),
+        model_path=path,
         info={"validation": contract.get("validation")}, subtype=subtype,
     )

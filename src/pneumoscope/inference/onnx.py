@@ -34,7 +34,7 @@ from typing import Any
 from pneumoscope.errors import ModelLoadError
 from pneumoscope.machine import physical_cores
 
-EXPORT_VERSION = 4
+EXPORT_VERSION = 5
 """Bumped whenever the graph's inputs, outputs or metadata change: old cached exports are then ignored."""
 OPSET = 18
 INPUT = "pixels"
@@ -44,7 +44,9 @@ PREPROCESSING = (
     "Decode with pneumoscope.data.images.decode_image(source, reduce_to=image_size): one grey uint8 "
     "channel (DICOM modality/VOI LUT and MONOCHROME1 inversion applied, deeper bit depths stretched "
     "linearly, JPEG decoded at the smallest DCT scale that keeps at least 2 x image_size pixels a side); "
-    "resize to image_size x image_size with PIL bilinear (antialiased), aspect ratio not kept; feed "
+    "resize to image_size x image_size with PIL bilinear (antialiased), aspect ratio not kept; re-encode "
+    "as a quality-75 JPEG and decode again, as the training copies were made "
+    "(pneumoscope.data.images.as_training_copy); feed "
     "float32 (B, 1, image_size, image_size) with values 0..255. Normalisation is inside the graph."
 )
 

@@ -11,6 +11,7 @@ Two kinds of evidence:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -33,11 +34,30 @@ CLEARLY_INVERTED = -0.3
 originals turned negative score -1.52 to -0.57, random grey noise -0.02 to +0.01."""
 
 
+Zone = Literal["pass", "caution", "refuse"]
+"""What the check says of an image: surely a chest X-ray (the answer), probably one from another
+series (the answer with a caution), or surely not (no answer)."""
+
+
 @dataclass(frozen=True)
 class OODVerdict:
     is_chest_xray: bool
     reasons: tuple[str, ...]
+    """Why the image is refused (empty unless ``zone`` is ``refuse``)."""
     distance: float | None
+    caution: str | None = None
+    """Why the answer comes with a caution (``zone`` is ``caution``), naming the distance."""
+
+    @property
+    def zone(self) -> Zone:
+        return "refuse" if not self.is_chest_xray else "caution" if self.caution else "pass"
+
+
+def caution_text(distance: float, caution: float, refuse: float) -> str:
+    """The caution for a film between the two operating points, with its numbers."""
+    return (f"this film lies at the edge of the chest X-rays the model was trained on (feature distance "
+            f"{distance:.0f}; cautioned from {caution:.0f}, refused from {refuse:.0f}): it may come from another "
+            f"hospital or machine, so read the answer with extra care")
 
 
 def polarity(grey: np.ndarray) -> float:
@@ -69,11 +89,17 @@ def image_reasons(decoded: DecodedImage) -> list[str]:
     return reasons
 
 
-def verdict(decoded: DecodedImage, distance: float | None, threshold: float | None) -> OODVerdict:
+def verdict(
+    decoded: DecodedImage, distance: float | None, threshold: float | None, caution: float | None = None
+) -> OODVerdict:
     """The file checks, the feature distance, then polarity. Polarity is anatomy (spine brighter
     than lungs): it is asked only of a grey image of plausible shape, since on a photograph
     "inverted" would be a false statement about the image; and when the features are already far,
-    only a clearly negative score counts (noise scores about 0, an inverted film well below)."""
+    only a clearly negative score counts (noise scores about 0, an inverted film well below).
+
+    ``threshold`` refuses; ``caution`` (below it; None: two zones) marks the films between the two
+    as answered with a caution: a genuine film from another hospital's series lands there, while
+    every non-X-ray corpus the project holds lies beyond ``threshold`` (bench/ood.py)."""
     file_reasons = image_reasons(decoded)
     reasons = list(file_reasons)
     if distance is not None and threshold is not None and distance > threshold:
@@ -85,4 +111,6 @@ def verdict(decoded: DecodedImage, distance: float | None, threshold: float | No
         far = bool(reasons)
         if polarity(decoded.grey) < (CLEARLY_INVERTED if far else MIN_POLARITY):
             reasons.insert(0, INVERTED)
-    return OODVerdict(not reasons, tuple(reasons), distance)
+    if reasons or distance is None or threshold is None or caution is None or distance <= caution:
+        return OODVerdict(not reasons, tuple(reasons), distance)
+    return OODVerdict(True, (), distance, caution_text(distance, caution, threshold))

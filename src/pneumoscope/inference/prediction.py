@@ -51,6 +51,11 @@ class Prediction:
     labelled PNEUMONIA that passes as a chest X-ray, by a model with a subtype head; else None."""
     p_bacterial: float | None = None
     """Calibrated probability of a bacterial rather than viral pattern (None whenever ``subtype`` is)."""
+    xray_check: str = "pass"
+    """The not-a-chest-X-ray check's zone: ``pass``; ``caution`` (a chest X-ray at the edge of the
+    training films, answered with :attr:`caution`); ``refuse`` (``is_chest_xray`` is False)."""
+    caution: str | None = None
+    """Why the answer needs extra care (``xray_check`` is ``caution``), with the feature distance."""
 
     @cached_property
     def overlay(self) -> Image.Image | None:
@@ -77,7 +82,7 @@ class Prediction:
         return values
 
 
-RESULT_FIELDS = ("label", "probability", "threshold", "is_chest_xray", "warnings", "ood_distance", "subtype",
+RESULT_FIELDS = ("label", "probability", "threshold", "is_chest_xray", "xray_check", "caution", "warnings", "ood_distance", "subtype",
                  "p_bacterial", "subtype_pattern")
 """What :meth:`Prediction.to_dict` holds, in order: the API's and the page's result fields."""
 
@@ -91,6 +96,10 @@ class PixelScores(NamedTuple):
     """Whether each image's features are too far from the training images' (None without statistics)."""
     p_bacterial: np.ndarray | None
     """Calibrated bacterial-vs-viral probabilities (N,), None without a subtype head."""
+    distances: np.ndarray | None = None
+    """The feature distances themselves (N,), for the check's zones (None without statistics)."""
+    cautioned: np.ndarray | None = None
+    """Whether each distance lies in the caution zone (None: the model has two zones only)."""
 
 
 @dataclass(frozen=True)

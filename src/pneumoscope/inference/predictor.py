@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from pneumoscope.data.images import ImageSource
+from pneumoscope.data.images import ImageSource, as_training_copy
 from pneumoscope.errors import HeatmapUnavailableError
 from pneumoscope.inference import loading
 from pneumoscope.inference.loading import Backend, Heatmaps
@@ -50,6 +50,7 @@ class Predictor:
         temperature: float,
         name: str,
         ood_threshold: float | None = None,
+        ood_caution: float | None = None,
         model_path: Path | None = None,
         info: dict[str, Any] | None = None,
         subtype: dict[str, Any] | None = None,
@@ -61,6 +62,9 @@ class Predictor:
         self.temperature = float(temperature)
         self.name = name
         self.ood_threshold = ood_threshold
+        """Feature distance beyond which an image is refused as not a chest X-ray."""
+        self.ood_caution = ood_caution
+        """Feature distance beyond which (up to ``ood_threshold``) the answer comes with a caution."""
         self.model_path = model_path
         """The model folder or .onnx file; the web app reads its model card from here."""
         self.info = info or {}
@@ -204,7 +208,8 @@ class Predictor:
         pixels = np.asarray(pixels)
         if pixels.ndim != 3 or pixels.shape[1:] != (self.image_size, self.image_size):
             raise ValueError(f"pixels are {pixels.shape}, the model takes (N, {self.image_size}, {self.image_size})")
-        parts = [self.scorer.score(np.ascontiguousarray(pixels[start : start + batch_size]))
+        # As an upload would reach the network: in the training copies' format (a no-op on the copies).
+        parts = [self.scorer.score(as_training_copy(np.ascontiguousarray(pixels[start : start + batch_size])))
                  for start in range(0, len(pixels), batch_size)]
 
         def joined(values: list[np.ndarray | None]) -> np.ndarray | None:
@@ -214,15 +219,16 @@ class Predictor:
         probs = sigmoid(logits / self.temperature) if logits is not None else np.zeros(0)
         distances = joined([p.distances for p in parts])
         ood = None if distances is None or self.ood_threshold is None else distances > self.ood_threshold
+        cautioned = None if ood is None or self.ood_caution is None else (distances > self.ood_caution) & ~ood
         subtype = joined([p.subtype for p in parts])
         p_bacterial = None if subtype is None else sigmoid(subtype / self.subtype_temperature)
-        return PixelScores(probs, ood, p_bacterial)
+        return PixelScores(probs, ood, p_bacterial, distances, cautioned)
 
     def _result(self, item: PreparedImage, scores: tuple[float, float | None, float | None], cam: np.ndarray | None) -> Prediction:
         logit, subtype_logit, distance = scores
         probability = float(sigmoid(np.float64(logit) / self.temperature))
         label = label_of(probability, self.threshold)
-        judged = verdict(item.facts(), distance, self.ood_threshold)
+        judged = verdict(item.facts(), distance, self.ood_threshold, self.ood_caution)
         subtype, p_bacterial = None, None
         if subtype_logit is not None and label == "PNEUMONIA" and judged.is_chest_xray:
             p_bacterial = float(sigmoid(np.float64(subtype_logit) / self.subtype_temperature))
@@ -237,7 +243,7 @@ class Predictor:
         return Prediction(
             label=label, probability=probability, threshold=self.threshold, is_chest_xray=judged.is_chest_xray,
             warnings=notes, ood_distance=distance, heatmap=heat, image=shown,
-            subtype=subtype, p_bacterial=p_bacterial,
+            subtype=subtype, p_bacterial=p_bacterial, xray_check=judged.zone, caution=judged.caution,
         )
 
     def __repr__(self) -> str:

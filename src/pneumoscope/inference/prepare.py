@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from pneumoscope.data.images import DecodedImage, ImageSource, decode_image, resize_square
+from pneumoscope.data.images import DecodedImage, ImageSource, decode_image, to_network
 
 DISPLAY_MAX = 1024
 """Longest side of the image kept for display: a heatmap overlay needs no more, and memory stays small."""
@@ -44,10 +44,11 @@ def prepare_image(source: ImageSource, size: int, *, keep_display: bool = True) 
     ``reduce_to`` makes a JPEG decode at a reduced DCT scale that keeps twice ``size`` pixels a
     side (1.3x faster than a full decode and resize, with the same labels: ``bench/fast_paths.py``);
     a numpy array or an already-decoded PIL image has no DCT to scale, so it is resized from full
-    resolution (scores then differ slightly from the file's).
+    resolution (scores then differ slightly from the file's). The resized film is then re-encoded
+    as the training copies were (:func:`~pneumoscope.data.images.as_training_copy`).
     """
     decoded = decode_image(source, reduce_to=size)
-    pixels = resize_square(decoded.grey, size)
+    pixels = to_network(decoded.grey, size)
     display = _fit_display(decoded.grey) if keep_display else None
     return PreparedImage(pixels, decoded.original_size, decoded.colourfulness, decoded.format, display)
 

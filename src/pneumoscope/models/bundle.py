@@ -78,6 +78,8 @@ def decision_values(meta: dict[str, Any] | ModelRecord) -> dict[str, Any]:
         "image_size": record.image_size,
         "ood_distance_threshold": record.ood.distance_threshold if record.ood else None,
     }
+    if record.ood and record.ood.caution_distance is not None:
+        values["ood_caution_distance"] = record.ood.caution_distance
     if record.subtype:
         values["subtype_threshold"] = record.subtype.threshold
         values["subtype_temperature"] = record.subtype.temperature

@@ -1,7 +1,7 @@
 """The training features' distribution, fitted once with the model: what "far from any chest X-ray
 it was trained on" means to the out-of-distribution check (``inference/ood``).
 
-Fitted by ``training.finalize`` and stored in ``ood.safetensors``; read back at inference, where
+Fitted by ``finalize.finalize`` and stored in ``ood.safetensors``; read back at inference, where
 :func:`mahalanobis` measures each image's distance from it.
 """
 
@@ -14,11 +14,55 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+    from pneumoscope.config import OodConfig
+
 DISTANCE_QUANTILE = 0.995
 
 
-def fit_feature_model(train_features: np.ndarray, val_features: np.ndarray) -> tuple[dict[str, "torch.Tensor"], dict]:
-    """Mean and shrunk inverse covariance of training features; the distance threshold.
+def fit_zones(
+    clean: np.ndarray, stressed: np.ndarray, originals: np.ndarray | None, config: "OodConfig"
+) -> dict[str, Any]:
+    """The caution and refusal lines on the feature distance, and the rates they give.
+
+    - caution: the edge of the training series, ``caution_quantile`` of clean validation distances;
+    - refusal: ``refuse_margin`` beyond the farther of the stressed pool's ``refuse_quantile`` and
+      the farthest full-resolution original, so the shifts the model is built to survive and the
+      files users really send are answered, and a series never seen has room.
+    Every non-X-ray corpus must then lie beyond the refusal line: ``bench/ood.py`` measures it and
+    the tests hold it.
+    """
+    caution = float(np.quantile(clean, config.caution_quantile))
+    edge = float(np.quantile(stressed, config.refuse_quantile))
+    if originals is not None and len(originals):
+        edge = max(edge, float(originals.max()))
+    refuse = max(caution, edge) * config.refuse_margin
+    rates = {
+        name: {"n": int(len(d)), "refused": float(np.mean(d > refuse)), "cautioned": float(np.mean((d > caution) & (d <= refuse))),
+               "median_distance": float(np.median(d)), "max_distance": float(d.max())}
+        for name, d in (("clean_validation", clean), ("stressed_pool", stressed), ("originals", originals))
+        if d is not None and len(d)
+    }
+    return {"distance_threshold": refuse, "caution_distance": caution, "zones": rates,
+            "rule": (f"caution beyond the {100 * config.caution_quantile:g}th percentile of clean validation distances; "
+                     f"refusal at {config.refuse_margin:g} x the farther of the stressed pool's "
+                     f"{100 * config.refuse_quantile:g}th percentile and the farthest full-resolution original")}
+
+
+def block_key(name: str, index: int) -> str:
+    """``mean``/``precision`` for the first block (a single network's file reads as it always did),
+    ``mean.1``/``precision.1``... for the next members of an ensemble."""
+    return name if index == 0 else f"{name}.{index}"
+
+
+def fit_feature_model(
+    train_features: np.ndarray, val_features: np.ndarray, blocks: list[int] | None = None
+) -> tuple[dict[str, "torch.Tensor"], dict]:
+    """Mean and shrunk inverse covariance of training features, per block; the distance threshold.
+
+    ``blocks``: the widths of the members' features side by side (an ensemble); each member's
+    block gets its own Gaussian, since a joint covariance of all of them would be 4x the file and
+    the members' features are fitted separately anyway. The distance is the root mean square of
+    the blocks' Mahalanobis distances, so an ensemble of one measures what one network did.
 
     The threshold is the 99.5th percentile of the *validation* distances (held-out patients:
     training images sit closer to the mean than new ones would), so about 0.5 % of genuine
@@ -27,10 +71,15 @@ def fit_feature_model(train_features: np.ndarray, val_features: np.ndarray) -> t
     import torch
     from sklearn.covariance import LedoitWolf
 
-    estimator = LedoitWolf().fit(train_features.astype(np.float64))
-    mean = estimator.location_
-    precision = estimator.precision_
-    stats = {"mean": torch.from_numpy(mean.astype(np.float32)), "precision": torch.from_numpy(precision.astype(np.float32))}
+    stats: dict[str, torch.Tensor] = {}
+    start = 0
+    for index, width in enumerate(blocks or [train_features.shape[1]]):
+        estimator = LedoitWolf().fit(train_features[:, start : start + width].astype(np.float64))
+        stats[block_key("mean", index)] = torch.from_numpy(estimator.location_.astype(np.float32))
+        stats[block_key("precision", index)] = torch.from_numpy(estimator.precision_.astype(np.float32))
+        start += width
+    if start != train_features.shape[1]:
+        raise ValueError(f"feature blocks {blocks} do not add up to {train_features.shape[1]} features")
     val_distance = mahalanobis(val_features, stats)
     train_distance = mahalanobis(train_features, stats)
     threshold = float(np.quantile(val_distance, DISTANCE_QUANTILE))
@@ -43,10 +92,26 @@ def fit_feature_model(train_features: np.ndarray, val_features: np.ndarray) -> t
     return stats, info
 
 
+def stat_blocks(stats: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """The (mean, precision) of each block, in order."""
+    blocks = []
+    while block_key("mean", len(blocks)) in stats:
+        index = len(blocks)
+        blocks.append((stats[block_key("mean", index)], stats[block_key("precision", index)]))
+    return blocks
+
+
 def mahalanobis(features: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
-    """``stats``: torch tensors or numpy arrays (``mean``, ``precision``)."""
-    mean = np.asarray(stats["mean"], dtype=np.float64)
-    precision = np.asarray(stats["precision"], dtype=np.float64)
-    centred = features.astype(np.float64) - mean
-    # (c P) * c summed per row: one BLAS matrix product; einsum's three-operand loop is 30x slower
-    return np.sqrt(np.maximum(((centred @ precision) * centred).sum(axis=1), 0.0))
+    """``stats``: torch tensors or numpy arrays (``mean``, ``precision``, per block). The root mean
+    square of the blocks' distances."""
+    squared = np.zeros(len(features), dtype=np.float64)
+    start = 0
+    blocks = stat_blocks(stats)
+    for mean, precision in blocks:
+        mean = np.asarray(mean, dtype=np.float64)
+        precision = np.asarray(precision, dtype=np.float64)
+        centred = features[:, start : start + len(mean)].astype(np.float64) - mean
+        start += len(mean)
+        # (c P) * c summed per row: one BLAS matrix product; einsum's three-operand loop is 30x slower
+        squared += np.maximum(((centred @ precision) * centred).sum(axis=1), 0.0)
+    return np.sqrt(squared / max(1, len(blocks)))

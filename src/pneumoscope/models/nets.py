@@ -166,5 +166,75 @@ class PneumoNet(nn.Module):
         return self.classify(self.embed(pixels))
 
 
-def build_net(config: ModelConfig, image_size: int) -> PneumoNet:
+class Ensemble(nn.Module):
+    """Several networks answering as one (a deep ensemble: Lakshminarayanan et al. 2017; the
+    best-documented way to hold up under dataset shift, Ovadia et al. 2019).
+
+    It has :class:`PneumoNet`'s interface, so everything downstream (training's calibration,
+    threshold and OOD fit, the ONNX export, Grad-CAM, the Predictor) treats it as one network, and
+    one network is simply an ensemble of one. The members' CAM activations are stacked along the
+    channels, so:
+    - the features are the members' features side by side (the OOD check measures each block);
+    - the pneumonia and subtype logits are the means of the members' logits;
+    - Grad-CAM of the mean logit over the stacked activation is the mean of the members' maps
+      before the ReLU, the map of what drove the ensemble's own answer.
+    """
+
+    def __init__(self, members: list[PneumoNet]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        sizes = {m.image_size for m in members}
+        if len(sizes) != 1:
+            raise ValueError(f"ensemble members take different image sizes: {sorted(sizes)}")
+        self.members = nn.ModuleList(members)
+        self.image_size = members[0].image_size
+
+    @property
+    def has_subtype(self) -> bool:
+        return all(m.has_subtype for m in self.members)
+
+    @property
+    def feature_blocks(self) -> list[int]:
+        """Each member's feature width, in order: the OOD check's blocks."""
+        return [m.feature_dim for m in self.members]
+
+    @property
+    def feature_dim(self) -> int:
+        return sum(self.feature_blocks)
+
+    def cam_activation(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The members' CAM activations stacked along the channels; each member's CAM layer is as
+        wide as its features (pooling is all that lies between), so the blocks split alike."""
+        activations = [m.cam_activation(pixels) for m in self.members]
+        if len({a.shape[2:] for a in activations}) != 1:
+            raise ValueError("ensemble members' CAM layers differ in spatial size")
+        return torch.cat(activations, dim=1)
+
+    def _split(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        return list(torch.split(tensor, self.feature_blocks, dim=1))
+
+    def features_from_cam(self, activation: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.features_from_cam(a) for m, a in zip(self.members, self._split(activation))], dim=1)
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.embed(pixels) for m in self.members], dim=1)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m.classify(f) for m, f in zip(self.members, self._split(features))]).mean(dim=0)
+
+    def subtype(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m.subtype(f) for m, f in zip(self.members, self._split(features))]).mean(dim=0)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.embed(pixels))
+
+
+Network = PneumoNet | Ensemble
+"""What a bundle holds and everything downstream scores: one network, or several as one."""
+
+
+def build_net(config: ModelConfig, image_size: int) -> Network:
+    if config.arch == "ensemble":
+        return Ensemble([PneumoNet(member, image_size) for member in config.members])
     return PneumoNet(config, image_size)
