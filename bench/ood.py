@@ -1,8 +1,17 @@
-"""How well does the "is this a chest X-ray?" check work? Prints, and writes docs/ood.{md,json}:
+"""How well does the "is this a chest X-ray?" check work, in both directions? Prints, and writes
+docs/ood.{md,json}:
 
-- the share of validation X-rays (the patient-level split of the bundled model) wrongly flagged;
-- the share of non-X-ray images flagged (scikit-image samples + generated images);
-- the share of transformed X-rays flagged (heavily cropped, inverted, rotated 90°).
+- genuine films: the share refused and the share answered with a caution, on the clean validation
+  split (the bundled model's patient-level split), on the stressed validation pool (the clean
+  images and one perturbed copy per condition of the stress report's pool), and on the
+  full-resolution originals as a user uploads them;
+- non-X-rays, per corpus: scikit-image samples, generated images, and the hard negatives
+  (``evaluation/hard_negatives``: photos of a film on a monitor or a lightbox, CT-like slices,
+  document scans, drawings): the share refused;
+- transformed X-rays (heavily cropped, inverted, rotated 90°): the share refused.
+
+Everything goes through ``Predictor.predict_many``, the code users run (file checks, feature
+distance, polarity).
 
 Run: .venv/bin/python bench/ood.py [--model DIR] [--manifest CSV] [--card]
 ``--card`` also records the figures in the model's card (model.json "card_sections" + MODEL_CARD.md).
@@ -12,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,19 +29,33 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
+DATA = Path(os.environ.get("PNEUMOSCOPE_DATA", REPO.parent / "shared" / "data"))
 
 from pneumoscope.data.collection import read_manifest  # noqa: E402
-from pneumoscope.data.images import decode_image  # noqa: E402
-from pneumoscope.evaluation.ood_sets import TRANSFORMS, generated_images, skimage_images  # noqa: E402
+from pneumoscope.data.images import IMAGE_SUFFIXES, decode_image  # noqa: E402
+from pneumoscope.data.perturb import STRESSED_SET, stressed_copies  # noqa: E402
+from pneumoscope.evaluation.ood_sets import (  # noqa: E402
+    CORPORA, TRANSFORMS, generated_images, hard_negatives, load_films, skimage_images,
+)
 from pneumoscope.inference.predictor import Predictor  # noqa: E402
-from pneumoscope.markdown import shown_path  # noqa: E402
+from pneumoscope.markdown import shown_path, table  # noqa: E402
 from pneumoscope.models.bundle import DEFAULT_MODEL_DIR  # noqa: E402
 from pneumoscope.models.card import add_card_section  # noqa: E402
 
+COMMAND = ".venv/bin/python bench/ood.py --card"
 
-def flagged(predictor: Predictor, images: list) -> np.ndarray:
+
+def zones(predictor: Predictor, images: list) -> dict:
+    """Refused and cautioned shares (and the refused names' indices) of ``images``."""
     results = predictor.predict_many(images, heatmap=False, batch_size=32)
-    return np.array([not r.is_chest_xray for r in results])
+    checks = np.array([r.xray_check for r in results])
+    return {"n": len(results), "refused": float(np.mean(checks == "refuse")), "cautioned": float(np.mean(checks == "caution")),
+            "refused_count": int(np.sum(checks == "refuse")), "cautioned_count": int(np.sum(checks == "caution")),
+            "distances": [r.ood_distance for r in results], "checks": checks.tolist()}
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.1f} %"
 
 
 def main() -> None:
@@ -44,41 +68,65 @@ def main() -> None:
 
     predictor = Predictor.load(args.model)
     val = [r for r in read_manifest(args.manifest) if r.split == "val"]
-    val_flags = flagged(predictor, [r.path for r in val])
+    greys = np.stack([decode_image(r.path).grey for r in val])
+    pool, _ = stressed_copies(greys, np.array([r.label for r in val]), STRESSED_SET, seed=42)
+    originals = sorted(p for p in (DATA / "originals").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    genuine = {
+        f"clean validation split ({len(val)} films)": zones(predictor, list(greys)),
+        f"stressed validation pool ({len(pool)} films: clean + {len(STRESSED_SET)} perturbed copies each)":
+            zones(predictor, list(pool)),
+        f"full-resolution originals ({len(originals)} files, as uploaded)": zones(predictor, originals),
+    }
 
-    others = list(skimage_images()) + list(generated_images())
-    other_flags = flagged(predictor, [image for _, image in others])
-    missed = [name for (name, _), flag in zip(others, other_flags) if not flag]
+    corpora = {
+        "scikit-image samples": list(skimage_images()),
+        "generated (noise, gradients, documents, shapes, flat)": list(generated_images()),
+    }
+    for name, image in hard_negatives(load_films(DATA)):
+        corpora.setdefault(f"hard negatives: {name.split('-')[0]}", []).append((name, image))
+    non_xrays = {}
+    for corpus, items in corpora.items():
+        z = zones(predictor, [image for _, image in items])
+        z["missed"] = [name for (name, _), check in zip(items, z["checks"]) if check != "refuse"]
+        z["lowest_distance"] = min((d for d in z["distances"] if d is not None), default=None)
+        non_xrays[corpus] = z
 
     rng = np.random.default_rng(0)
-    chosen = [val[i] for i in rng.choice(len(val), size=min(args.transformed, len(val)), replace=False)]
-    greys = [decode_image(r.path).grey for r in chosen]
-    transformed = {name: float(flagged(predictor, [fn(g) for g in greys]).mean()) for name, fn in TRANSFORMS.items()}
+    chosen = [greys[i] for i in rng.choice(len(val), size=min(args.transformed, len(val)), replace=False)]
+    transformed = {name: zones(predictor, [fn(g) for g in chosen]) for name, fn in TRANSFORMS.items()}
 
-    figures = {
-        "model": shown_path(args.model),
-        "val_xrays": {"n": len(val), "flagged": int(val_flags.sum()), "rate": float(val_flags.mean())},
-        "non_xrays": {"n": len(others), "flagged": int(other_flags.sum()), "rate": float(other_flags.mean()), "missed": missed},
-        "transformed_xrays": {"n_each": len(chosen), "rates": transformed},
-    }
+    record = predictor.info
     lines = [
-        "| set | images | flagged as not a chest X-ray |",
-        "|---|---:|---:|",
-        f"| validation chest X-rays (should not be flagged) | {len(val)} | {100 * val_flags.mean():.1f} % |",
-        f"| non-X-ray images: scikit-image samples + generated | {len(others)} | {100 * other_flags.mean():.1f} % |",
-        *[f"| validation X-rays, {name} | {len(chosen)} | {100 * rate:.1f} % |" for name, rate in transformed.items()],
+        "## Genuine chest X-rays (should be answered)\n",
+        table(["set", "refused", "answered with a caution", "median distance"],
+              [[name, pct(z["refused"]), pct(z["cautioned"]),
+                f"{np.median([d for d in z['distances'] if d is not None]):.1f}"] for name, z in genuine.items()]),
+        "\n## Not chest X-rays (should be refused)\n",
+        table(["corpus", "images", "refused", "lowest distance", "not refused"],
+              [[name, str(z["n"]), pct(z["refused"]), "n/a" if z["lowest_distance"] is None else f"{z['lowest_distance']:.1f}",
+                ", ".join(z["missed"]) or "none"] for name, z in non_xrays.items()]
+              + [[f"validation X-rays, {name}", str(z["n"]), pct(z["refused"]), "", ""] for name, z in transformed.items()]),
+        f"\nLines: caution beyond distance {predictor.ood_caution or float('nan'):.1f}, refusal beyond "
+        f"{predictor.ood_threshold or float('nan'):.1f}. Corpora described in `pneumoscope/evaluation/hard_negatives.py`:\n",
+        *[f"- {kind}: {text}" for kind, text in CORPORA.items()],
     ]
-    table = "\n".join(lines)
-    note = f"\nNon-X-rays not flagged: {', '.join(missed) if missed else 'none'}.\n"
-    print(table + note)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    strip = lambda z: {k: v for k, v in z.items() if k not in ("distances", "checks")}  # noqa: E731
+    figures = {
+        "model": shown_path(args.model), "command": COMMAND,
+        "caution_distance": predictor.ood_caution, "refuse_distance": predictor.ood_threshold,
+        "genuine": {k: strip(v) for k, v in genuine.items()},
+        "non_xrays": {k: strip(v) for k, v in non_xrays.items()},
+        "transformed_xrays": {k: strip(v) for k, v in transformed.items()},
+        "validation": record.get("validation") and {"auc": record["validation"].get("auc")},
+    }
     docs = REPO / "docs"
     docs.mkdir(exist_ok=True)
     (docs / "ood.json").write_text(json.dumps(figures, indent=2))
-    (docs / "ood.md").write_text(
-        "# Is it a chest X-ray? The check, measured\n\nCommand: `.venv/bin/python bench/ood.py --card`\n\n" + table + note
-    )
+    (docs / "ood.md").write_text(f"# Is it a chest X-ray? The check, measured\n\nCommand: `{COMMAND}`\n\n{text}")
     if args.card:
-        add_card_section(args.model, "Out-of-distribution check, measured (bench/ood.py)", table + note)
+        add_card_section(args.model, f"Not-a-chest-X-ray check, both directions (`{COMMAND}`)", text)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,20 @@ def test_every_warning_the_ood_check_writes_has_its_spanish() -> None:
     assert "(distancia 91 > 40)" in spanish(reasons[-2])
 
 
+def test_the_caution_has_its_spanish_with_its_numbers() -> None:
+    """A film between the caution and refusal lines is answered, with a caution naming the distance."""
+    grey = np.full((224, 224), 60, dtype=np.uint8)
+    grey[:, 100:124] = 200  # a spine brighter than the lung fields: not inverted
+    judged = verdict(DecodedImage(grey, (1800, 1400), 0.0, "JPEG"), 63.4, 80.0, 55.0)
+    assert judged.is_chest_xray and judged.zone == "caution" and not judged.reasons
+    assert "distance 63" in judged.caution and "80" in judged.caution
+    translated = spanish(judged.caution)
+    assert translated != judged.caution and "distancia de rasgos 63; precaución desde 55, rechazo desde 80" in translated
+    assert verdict(DecodedImage(grey, (1800, 1400), 0.0, "JPEG"), 54.0, 80.0, 55.0).zone == "pass"
+    assert verdict(DecodedImage(grey, (1800, 1400), 0.0, "JPEG"), 81.0, 80.0, 55.0).zone == "refuse"
+    assert verdict(DecodedImage(grey, (1800, 1400), 0.0, "JPEG"), 63.4, 80.0, None).zone == "pass"  # two zones
+
+
 def test_captions_and_patterns_are_translated_with_their_numbers() -> None:
     for label, word in (("NORMAL", "bajaron"), ("PNEUMONIA", "subieron")):
         assert word in spanish(explanation(label))

@@ -86,7 +86,8 @@ def _stress(args: argparse.Namespace) -> int:
     for model in models:
         out = Path(args.out) if len(models) == 1 else Path(args.out) / Path(model or "default").name
         reports.append(run_stress(args.root, split=args.split, model=model, out=out,
-                                  per_class=args.per_class, seed=args.seed, families=families))
+                                  per_class=args.per_class, seed=args.seed, families=families,
+                                  originals=args.originals))
     if len(reports) > 1:
         path = stress_comparison(reports, Path(args.out), command=command)
         print(f"comparison: {path}")
@@ -202,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     stress.add_argument("--seed", type=int, default=0, help="seed of the random parts of the perturbations")
     stress.add_argument("--families", help="comma-separated subset of perturbation families (default: all)")
     stress.add_argument("--card", action="store_true", help="also record each model's table in its own card")
+    stress.add_argument("--originals", help="folder of full-resolution films whose 224 px copies are in the training "
+                        "folder (the shared data's originals/): each pair compared through the upload path")
     stress.set_defaults(func=_stress)
 
     compare = sub.add_parser("compare", help="several models side by side on the same images")

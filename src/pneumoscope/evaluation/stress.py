@@ -23,6 +23,7 @@ from pneumoscope.data.cache import decode_all
 from pneumoscope.data.collection import load_evaluation_set
 from pneumoscope.data.perturb import FAMILIES, STRESSED_SET, perturb_images
 from pneumoscope.evaluation.metrics import compute_metrics, predictions
+from pneumoscope.evaluation.originals import originals_markdown
 from pneumoscope.evaluation.report import _write_json
 from pneumoscope.markdown import percent as _pct, shown_path, table
 from pneumoscope.models.decision import choose_threshold, describe_rule
@@ -65,9 +66,12 @@ def run_stress(
     families: tuple[str, ...] | None = None,
     progress: bool = True,
     quiet: bool = False,
+    originals: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score ``model`` on ``root``'s ``split`` and on every perturbed copy; write ``stress.json``,
-    ``stress.md`` and ``stress.png`` into ``out``. Returns the report."""
+    ``stress.md`` and ``stress.png`` into ``out``. Returns the report. ``originals``: a folder of
+    full-resolution films whose 224 px copies are in the training folder; each pair is compared
+    (``evaluation/originals``)."""
     from pneumoscope.inference.predictor import Predictor
 
     chosen = tuple(families) if families else tuple(FAMILIES)
@@ -84,7 +88,9 @@ def run_stress(
 
     subtypes = data.subtypes[keep]
     subtype = _SubtypeView(subtypes, predictor.subtype_threshold) if predictor.has_subtype else None
-    clean_probs, clean_ood, clean_bacterial = predictor.score_pixels(images)
+    clean_scores = predictor.score_pixels(images)
+    clean_probs, clean_ood, clean_bacterial = clean_scores.probs, clean_scores.ood, clean_scores.p_bacterial
+    pooled_zones = [clean_scores]
     clean_label = predictions(clean_probs, threshold)
     clean = {**_rates(labels, clean_probs, threshold), "ood_flagged": _share(clean_ood)}
     if subtype:
@@ -95,7 +101,10 @@ def run_stress(
     wanted = {(f, s) for f in chosen for s in FAMILIES[f].strengths} | set(STRESSED_SET)
     order = [(f.name, s) for f in FAMILIES.values() for s in f.strengths if (f.name, s) in wanted]
     for family, strength in _progress(order, progress):
-        probs, ood, bacterial = predictor.score_pixels(perturb_images(images, family, strength, seed))
+        scores = predictor.score_pixels(perturb_images(images, family, strength, seed))
+        probs, ood, bacterial = scores.probs, scores.ood, scores.p_bacterial
+        if (family, strength) in STRESSED_SET:
+            pooled_zones.append(scores)
         scored[(family, strength)] = probs
         if subtype:
             scored_bacterial[(family, strength)] = bacterial
@@ -121,7 +130,7 @@ def run_stress(
     strong = [(f.name, f.strengths[-1]) for f in FAMILIES.values()]
     strong_probs = np.concatenate([scored[c] for c in strong if c in scored])
     strong_labels = np.tile(labels, len(strong_probs) // len(labels))
-    stressed = _rates(pooled_labels, pooled_probs, threshold)
+    stressed = {**_rates(pooled_labels, pooled_probs, threshold), **_zone_rates(pooled_zones)}
     if subtype:
         pooled = _SubtypeView(np.tile(subtypes, len(STRESSED_SET) + 1), predictor.subtype_threshold)
         stressed.update(pooled.rates(np.concatenate([clean_bacterial] + [scored_bacterial[c] for c in STRESSED_SET])))
@@ -132,7 +141,7 @@ def run_stress(
         "data": {**data.describe(), "n_used": int(len(labels)), "n_normal": int((labels == 0).sum()),
                  "n_pneumonia": int((labels == 1).sum()), "per_class": per_class},
         "seed": seed,
-        "clean": clean,
+        "clean": {**clean, **_zone_rates([clean_scores])},
         "conditions": conditions,
         "stressed": {**stressed, "conditions": [list(c) for c in STRESSED_SET]},
         "targets": {
@@ -148,6 +157,10 @@ def run_stress(
             pooled_labels, pooled_probs, strong_labels, strong_probs, labels, clean_probs, threshold
         ),
     }
+    if originals:
+        from pneumoscope.evaluation.originals import compare_originals, original_pairs
+
+        report["originals"] = compare_originals(predictor, original_pairs(originals))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _write_json(report, out / "stress.json")
@@ -157,6 +170,15 @@ def run_stress(
         print(summary_lines(report))
         print(f"report: {out / 'stress.md'}")
     return report
+
+
+def _zone_rates(scores: list[Any]) -> dict[str, float | None]:
+    """Shares of images the not-a-chest-X-ray check refuses and cautions, by feature distance alone."""
+    if any(s.ood is None for s in scores):
+        return {"ood_refused": None, "ood_cautioned": None}
+    refused = np.concatenate([s.ood for s in scores])
+    cautioned = None if any(s.cautioned is None for s in scores) else np.concatenate([s.cautioned for s in scores])
+    return {"ood_refused": float(refused.mean()), "ood_cautioned": None if cautioned is None else float(cautioned.mean())}
 
 
 class _SubtypeView:
@@ -283,7 +305,23 @@ Chosen on the stressed pool, then measured on the clean images, on the pool, and
 strength of every family pooled (never part of any choice):
 
 {rules_table(report)}
-"""
+
+{zones_markdown(report)}
+{originals_markdown(report.get("originals") or {})}"""
+
+
+def zones_markdown(report: dict[str, Any]) -> str:
+    """What the not-a-chest-X-ray check does to these genuine films (by feature distance alone)."""
+    clean, stressed = report["clean"], report["stressed"]
+    if clean.get("ood_refused") is None:
+        return ""
+    cautioned = (lambda r: "n/a (two zones)" if r.get("ood_cautioned") is None else _pct(r["ood_cautioned"]))
+    return ("## Genuine films and the not-a-chest-X-ray check
+
+"
+            + table(["", "refused", "answered with a caution"],
+                    [["clean validation", _pct(clean["ood_refused"]), cautioned(clean)],
+                     ["stressed pool", _pct(stressed["ood_refused"]), cautioned(stressed)]]) + "\n")
 
 
 def plot_stress(report: dict[str, Any], path: Path) -> Path:
@@ -323,6 +361,36 @@ COMPARISON_ROWS: tuple[tuple[str, float], ...] = (
 """The conditions the side-by-side table shows: the strongest of the families that move answers most."""
 
 
+def _condition(report: dict[str, Any], family: str, strength: float) -> dict[str, Any] | None:
+    return next((c for c in report["conditions"] if c["family"] == family and c["strength"] == strength), None)
+
+
+def _extra_rows(reports: list[dict[str, Any]]) -> list[list[str]]:
+    """The issue-20 figures: zoom-out specificity, the subtype under zoom-out, the X-ray check on
+    genuine films, and the originals against their copies."""
+    def cell(report: dict[str, Any], make: Any) -> str:
+        try:
+            return make(report)
+        except (KeyError, TypeError):
+            return "n/a"
+
+    zoom = lambda r: _condition(r, "zoom_out", 0.7)  # noqa: E731
+    orig = lambda r: r["originals"]  # noqa: E731
+    makers = [
+        ("zoom_out 0.7: specificity", lambda r: _pct(zoom(r)["specificity"])),
+        ("subtype AUC: clean / stressed pool / zoom_out 0.7",
+         lambda r: f"{r['clean']['subtype_auc']:.3f} / {r['stressed']['subtype_auc']:.3f} / {zoom(r)['subtype_auc']:.3f}"),
+        ("X-ray check, stressed pool: refused / cautioned",
+         lambda r: f"{_pct(r['stressed']['ood_refused'])} / "
+                   + ("n/a" if r["stressed"]["ood_cautioned"] is None else _pct(r["stressed"]["ood_cautioned"]))),
+        ("originals vs 224 px copies: same label, max |Δp|",
+         lambda r: f"{orig(r)['same_label']} of {orig(r)['n']}, {orig(r)['max_abs_delta_p']:.3f}"),
+        ("originals at full resolution: refused / cautioned",
+         lambda r: f"{orig(r)['originals_refused']} / {orig(r)['originals_cautioned']} of {orig(r)['n']}"),
+    ]
+    return [[title, *(cell(r, make) for r in reports)] for title, make in makers]
+
+
 def stress_comparison(reports: list[dict[str, Any]], out: Path, command: str) -> Path:
     """``comparison.md``: several models' stress reports side by side (specificity / sensitivity)."""
     names = [r["model"]["name"] for r in reports]
@@ -338,6 +406,7 @@ def stress_comparison(reports: list[dict[str, Any]], out: Path, command: str) ->
             cells.append("n/a" if row is None else
                          f"{row['normal_to_pneumonia']} / {row['pneumonia_to_normal']} (AUC {row['auc']:.3f})")
         rows.append([f"{family} {strength:g}: flips N→P / P→N", *cells])
+    rows.extend(_extra_rows(reports))
     figures = table(["", *(f"`{n}`" for n in names)], rows)
     d = reports[0]["data"]
     text = (f"# Stress reports side by side\n\nCommand: `{command}`\n\n"

@@ -116,16 +116,44 @@ def _backbone_command(training: dict[str, Any]) -> str:
 
 
 def _training_lines(training: dict[str, Any], config_yaml: str) -> str:
+    members = training.get("members")
+    if members:  # an ensemble: each member as its own card would describe it
+        lines = [f"- A deep ensemble of {len(members)} networks, each trained on its own by its own config "
+                 "(mean logits; calibration, threshold and the not-a-chest-X-ray check fitted anew on the ensemble):"]
+        for index, member in enumerate(members, 1):
+            sub = member["training"]
+            text = _training_lines(sub, "").replace("\n", "\n  ").replace("- ", "", 1)
+            lines.append(f"- Member {index}, `{member['name']}` (`{sub.get('command')}`"
+                         f"{_backbone_command(sub)}):\n  {text}")
+        return "\n".join(lines)
     backbone = training.get("backbone_training")
     if not backbone:
         return (f"- Seed {training.get('seed', 42)}; {training['epochs_run']} epochs run, best epoch {training['best_epoch']}\n"
                 f"  (by {selection_text(config_yaml)}); {training['train_seconds'] / 60:.1f} min of training, precision "
                 f"`{training['precision']}`,\n  on {training['machine']}.")
     return (f"- Network: seed {backbone.get('seed', 42)}; {backbone['epochs_run']} epochs run, best epoch "
-            f"{backbone['best_epoch']} (by {backbone.get('selection') or selection_text(config_yaml)}); {backbone['train_seconds'] / 60:.1f} min of "
+            f"{backbone['best_epoch']} (by {backbone.get('selection') or selection_text(config_yaml) or 'validation AUC'}); {backbone['train_seconds'] / 60:.1f} min of "
             f"training, precision `{backbone['precision']}`, on {backbone['machine']}.\n"
             f"- Subtype head: fitted in {training['train_seconds'] / 60:.1f} min on {training['machine']}, the network "
             "frozen: the pneumonia output is the network's, unchanged.")
+
+
+def _ood_text(ood: dict[str, Any]) -> str:
+    """The check's lines: two zones (older models) or three."""
+    if ood.get("caution_distance") is None:
+        return (f"Images in colour or of absurd shape are flagged, and so are images whose network features lie\n"
+                f"farther from the training distribution (Mahalanobis distance) than {_pct(ood.get('distance_quantile', 0.995))} of\n"
+                f"validation X-rays (threshold {ood.get('distance_threshold', float('nan')):.1f}); validation X-rays flagged:\n"
+                f"{_pct(ood.get('val_flagged_rate', float('nan')))}; training X-rays flagged: {_pct(ood.get('train_flagged_rate', float('nan')))}.")
+    rows = "\n".join(f"| {name.replace('_', ' ')} | {z['n']} | {_pct(z['refused'])} | {_pct(z['cautioned'])} | {z['median_distance']:.1f} |"
+                     for name, z in ood.get("zones", {}).items())
+    return (f"Images in colour, of absurd shape or inverted are refused. Otherwise the network's features decide,\n"
+            f"by their Mahalanobis distance from the training films' (the root mean square over the members'\n"
+            f"feature blocks), in three zones: up to **{ood['caution_distance']:.1f}** the answer is given; up to\n"
+            f"**{ood['distance_threshold']:.1f}** it is given with a caution naming the distance (a film from another\n"
+            f"series lands there); beyond, the image is refused as not a chest X-ray. Rule: {ood.get('rule')}.\n\n"
+            "Genuine films, as fitted (`pneumoscope train`; the corpora of non-X-rays are measured by `bench/ood.py`, below):\n\n"
+            "| films | n | refused | cautioned | median distance |\n|---|---:|---:|---:|---:|\n" + rows)
 
 
 def render_card(meta: dict[str, Any], config_yaml: str) -> str:
@@ -170,10 +198,7 @@ Confusion matrix at the threshold (rows: true NORMAL, PNEUMONIA; columns: predic
 - Calibration: temperature scaling fitted on {'the stressed validation pool' if record.validation_stressed else 'validation'}, T = {record.temperature:.3f}.
 
 ## Not a chest X-ray?
-Images in colour or of absurd shape are flagged, and so are images whose network features lie
-farther from the training distribution (Mahalanobis distance) than {_pct(ood.get('distance_quantile', 0.995))} of
-validation X-rays (threshold {ood.get('distance_threshold', float('nan')):.1f}); validation X-rays flagged:
-{_pct(ood.get('val_flagged_rate', float('nan')))}; training X-rays flagged: {_pct(ood.get('train_flagged_rate', float('nan')))}.
+{_ood_text(ood)}
 
 {sections}
 
