@@ -84,3 +84,54 @@ def test_members_must_take_one_size() -> None:
         Ensemble([first, other])
     with pytest.raises(ValueError, match="at least one member"):
         Ensemble([])
+
+
+@pytest.mark.slow
+def test_an_ensemble_trains_member_by_member_resumes_and_serves(small_collection: Path, originals: Path,
+                                                                  tmp_path: Path) -> None:
+    """``pneumoscope train`` of an ensemble config: each member by its own config, a finished member
+    reused on a second call; the combined bundle has three OOD zones fitted on the stressed pool and
+    the full-resolution originals, and ONNX Runtime and PyTorch give it the same answers and maps."""
+    from pneumoscope.config import load_config, parse_config
+    from pneumoscope.ensembling import train_members
+    from pneumoscope.inference.predictor import Predictor
+    from pneumoscope.training import train
+
+    repo = Path(__file__).resolve().parent.parent
+    chains = []
+    for seed in (1, 2):
+        member = load_config(repo / "configs" / "baseline.yaml", **{
+            "name": f"member{seed}", "train.epochs": 1, "train.seed": seed, "data.image_size": 64,
+            "data.root": str(small_collection)})
+        path = tmp_path / f"member{seed}.yaml"
+        path.write_text(member.to_yaml())
+        chains.append([str(path)])
+    config = parse_config({
+        "name": "tiny_ensemble", "data": {"root": str(small_collection), "image_size": 64},
+        "model": {"arch": "ensemble"}, "ood": {"zones": True, "originals": str(originals)},
+        "ensemble": {"runs": str(tmp_path / "runs"), "members": chains},
+    })
+    run = train(config, tmp_path / "ensemble", progress=False)
+    bundle = load_bundle(run)
+    assert isinstance(bundle.net, Ensemble) and len(bundle.net.members) == 2
+    assert [m["name"] for m in bundle.meta["training"]["members"]] == ["member1", "member2"]
+    ood = bundle.meta["ood"]
+    assert 0 < ood["caution_distance"] < ood["distance_threshold"]
+    assert ood["zones"]["originals"]["n"] == 48 and ood["zones"]["originals"]["refused"] == 0
+    assert ood["zones"]["stressed_pool"]["refused"] <= 0.005
+
+    weights = [tmp_path / "runs" / f"member{seed}" / "model.safetensors" for seed in (1, 2)]
+    stamps = [w.stat().st_mtime_ns for w in weights]
+    said: list[str] = []
+    assert train_members(config, progress=False, log=said.append) == [w.parent for w in weights]
+    assert [w.stat().st_mtime_ns for w in weights] == stamps and all("reused" in line for line in said)
+
+    files = sorted(originals.rglob("*.jpeg"))[:6]
+    fast, eager = Predictor.load(run), Predictor.load(run, backend="torch")
+    assert fast.backend == "onnxruntime" and fast.ood_caution == pytest.approx(ood["caution_distance"])
+    a, b = fast.predict_many(files, heatmap=True), eager.predict_many(files, heatmap=True)
+    for x, y in zip(a, b):
+        assert x.label == y.label and x.xray_check == y.xray_check
+        assert abs(x.probability - y.probability) < 1e-4
+        assert abs(x.ood_distance - y.ood_distance) < 1e-2 * max(1.0, y.ood_distance)
+        assert np.abs(x.heatmap - y.heatmap).max() < 0.05

@@ -165,3 +165,38 @@ def test_batch_without_heatmaps_never_imports_pytorch(model_path: Path, normal_o
     assert done.stdout.split() == ["False", "0"], done.stdout + done.stderr
     rows = list(csv.DictReader((tmp_path / "r.csv").read_text().splitlines()))
     assert [row["label"] for row in rows] == [Predictor.load(str(model_path)).predict(normal_original).label]
+
+
+def test_a_folder_without_images_is_named_beside_other_inputs(tmp_path: Path, normal_original: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "emptydir").mkdir()
+    (tmp_path / "bad.jpeg").write_bytes(b"not a jpeg")
+    out = tmp_path / "r.csv"
+    status = main(["predict", str(normal_original), str(tmp_path / "bad.jpeg"), str(tmp_path / "emptydir"),
+                   "--out", str(out), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert status == 1  # the bad file is an error row
+    assert f"no images found in {tmp_path / 'emptydir'}" in err
+    rows = _read_csv(out)
+    assert set(rows) == {normal_original.name, "bad.jpeg"}
+    assert rows[normal_original.name]["xray_check"] in ("pass", "caution")
+
+
+def test_every_argument_of_every_command_has_help() -> None:
+    """``--help`` explains every argument: walk the parser, subcommands and their subcommands."""
+    import argparse
+
+    from pneumoscope.cli import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, prefix: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, f"{prefix} {name}")
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                missing.append(f"{prefix} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "pneumoscope")
+    assert not missing, f"arguments without help: {missing}"

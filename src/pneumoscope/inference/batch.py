@@ -190,6 +190,9 @@ def run_batch(
         raise UserError("--batch-size must be at least 1")
     output_kind(out)
     files, skipped = expand_paths(paths, recursive)
+    empty = [str(p) for p in paths if Path(p).is_dir() and not any(Path(f).is_relative_to(Path(p)) for f in files)]
+    if empty and len(empty) < len(paths):  # alone, they are the error below
+        print(f"note: no images found in {', '.join(empty)}", file=sys.stderr)
     if skipped:
         print(f"note: skipped {skipped} subfolder(s); pass --recursive to include them", file=sys.stderr)
     if not files:
@@ -210,7 +213,7 @@ def run_batch(
         )
         bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=None if progress is None else not progress,
                    desc="predicting", dynamic_ncols=True)
-        failed = flagged = 0
+        failed = flagged = cautioned = 0
         with bar:
             for path, prediction, error in predictor.stream(stream, heatmap=bool(heatmaps), batch_size=batch_size):
                 saved = painter.write(path, prediction) if painter is not None and prediction is not None else None
@@ -225,6 +228,9 @@ def run_batch(
                     reasons = "; ".join(prediction.warnings[:-1]) or "unlike the training images"
                     bar.write(f"warning: {path}: does not look like a chest X-ray ({reasons}); "
                               f"its label {prediction.label} is not a diagnosis", file=sys.stderr)
+                elif prediction.caution:
+                    cautioned += 1
+                    bar.write(f"caution: {path}: {prediction.caution}", file=sys.stderr)
                 if rows.count % batch_size == 0:
                     rows.flush()
     finally:
@@ -233,7 +239,7 @@ def run_batch(
     where = f" -> {rows.path}" if rows.path else ""
     print(
         f"{len(files)} file(s): {len(files) - failed} scored, {failed} failed, "
-        f"{flagged} not like a chest X-ray{where}",
+        f"{flagged} not like a chest X-ray, {cautioned} answered with a caution{where}",
         file=sys.stderr,
     )
     return 1 if failed else 0
