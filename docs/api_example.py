@@ -104,7 +104,7 @@ TEMPLATE = """# The web app's API
 | endpoint | takes | returns |
 |---|---|---|
 | `/predict` | one file (PNG, JPEG or DICOM) | the prediction as a dict (below) |
-| `/predict_batch` | a list of files | a table (`headers`, `data`: one row per file: file, label, probability, pattern, warnings) and a CSV file of the same files with the columns of `pneumoscope predict` (path, label, probability, threshold, is_chest_xray, subtype, p_bacterial, heatmap, error, warnings) |
+| `/predict_batch` | a list of files | a table (`headers`, `data`: one row per file: file, label, probability, pattern, warnings) and a CSV file of the same files with the columns of `pneumoscope predict` (path, label, probability, raw_label, raw_probability, threshold, is_chest_xray, xray_check, ood_distance, caution, subtype, p_bacterial, heatmap, error, warnings) |
 
 The result's fields (one dict, on the page and from `/predict`):
 - `file`: the uploaded file's name (`null` when none was sent);
@@ -113,9 +113,14 @@ The result's fields (one dict, on the page and from `/predict`):
 - `threshold`: the label is `PNEUMONIA` when `probability >= threshold`;
 - `is_chest_xray`, `warnings`: a file that does not look like a chest X-ray still gets a label, but
   `is_chest_xray` is `false` and `warnings` say why. That label is the network's raw output, not a
-  diagnosis: the batch table calls it `NOT A CHEST X-RAY` and shows no probability for it; the CSV keeps
-  the raw number beside `is_chest_xray` false;
-- `ood_distance`: how far the network's features are from the training X-rays';
+  diagnosis: the batch table and the CSV's `label` say `NOT A CHEST X-RAY` and give no `probability`
+  for it; the CSV keeps the network's output in `raw_label` and `raw_probability`. A file that could
+  not be read is `ERROR` in both;
+- `xray_check`, `caution`: the check's zone. `pass`: answered. `caution`: answered, but the film lies
+  at the edge of the training films (another hospital's series lands there), and `caution` says so
+  with its feature distance; the page shows it under the answer. `refuse`: not a chest X-ray
+  (`is_chest_xray` false);
+- `ood_distance`: how far the network's features are from the training X-rays' (the zones' measure);
 - `subtype`, `p_bacterial`, `subtype_pattern`: for a film labelled `PNEUMONIA` that passes as a chest
   X-ray, which pattern it is more typical of (`bacterial` or `viral`), the calibrated probability of
   the bacterial pattern, and the sentence the page shows. A pattern, not a diagnosis of the cause.

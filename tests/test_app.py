@@ -214,11 +214,14 @@ def test_predict_batch(app: App, normal_original: Path, pneumonia_original: Path
     # One CSV schema: the page's download has `pneumoscope predict`'s columns, a row per file.
     assert list(table[0]) == COLUMNS and len(table) == 4
     assert [row["path"] for row in table] == [path.name for path in files]
-    assert [row["label"] for row in table[:2]] == [rows[0][1], rows[1][1]]
-    photo = table[2]  # the raw output is kept, flagged as no result
-    assert photo["is_chest_xray"] == "False"
-    assert float(photo["probability"]) == pytest.approx(app.predictor.predict(files[2]).probability, abs=1e-4)
-    assert table[3]["error"] == rows[3][4] and table[3]["label"] == ""
+    # One answer everywhere: the CSV's label is the table's, for refused and failed files too.
+    assert [row["label"] for row in table] == [row[1] for row in rows]
+    photo = table[2]  # the raw output is kept in its own columns, never as the answer
+    assert photo["is_chest_xray"] == "False" and photo["label"] == NOT_XRAY_LABEL and photo["probability"] == ""
+    raw = app.predictor.predict(files[2])
+    assert photo["raw_label"] == raw.label
+    assert float(photo["raw_probability"]) == pytest.approx(raw.probability, abs=1e-4)
+    assert table[3]["error"] == rows[3][4] and table[3]["label"] == "ERROR" and table[3]["raw_label"] == ""
     assert app.predict_batch([]) == ([], None)
 
 

@@ -50,9 +50,13 @@ def test_folder_with_broken_files_gives_a_row_each_and_exit_1(
         assert rows[name]["label"] in ("NORMAL", "PNEUMONIA") and not rows[name]["error"]
         assert 0.0 < float(rows[name]["probability"]) < 1.0
         assert rows[name]["is_chest_xray"] == "True"
-    assert "truncated" in rows["broken.jpeg"]["error"] and not rows["broken.jpeg"]["label"]
+    assert "truncated" in rows["broken.jpeg"]["error"] and rows["broken.jpeg"]["label"] == "ERROR"
     assert "empty" in rows["empty.png"]["error"]
     assert rows["photo.png"]["is_chest_xray"] == "False" and "colour" in rows["photo.png"]["warnings"]
+    # a refused image is answered as refused: its network output only under raw_*, never as the label
+    assert rows["photo.png"]["label"] == "NOT A CHEST X-RAY" and rows["photo.png"]["probability"] == ""
+    assert rows["photo.png"]["raw_label"] in ("NORMAL", "PNEUMONIA") and 0 <= float(rows["photo.png"]["raw_probability"]) <= 1
+    assert rows["photo.png"]["xray_check"] == "refuse"
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "warning:" in err and "photo.png" in err and "not a diagnosis" in err

@@ -13,7 +13,7 @@ import numpy as np
 
 from pneumoscope import heap
 from pneumoscope.app.cards import api_result, error_card, images_html, notice_card, result_card, user_message
-from pneumoscope.app.text import NO_HEATMAP_NOT_XRAY, NO_HEATMAP_ONNX, NO_UPLOAD, NOT_XRAY_LABEL
+from pneumoscope.app.text import NO_HEATMAP_NOT_XRAY, NO_HEATMAP_ONNX, NO_UPLOAD
 from pneumoscope.app.uploads import PendingUploads, Uploads, identity, path_of
 
 DEFAULT_OPACITY = 0.45
@@ -134,16 +134,14 @@ class App:
         try:
             for path, prediction, error in self.predictor.stream(decoded):
                 name = Path(path).name
-                table.write(result_row(name, prediction, error))
+                row = result_row(name, prediction, error)  # the CSV's row: the table shows the same answer
+                table.write(row)
                 self.discard(path, seen[path])
                 left[path] -= 1
-                if prediction is None:
-                    rows.append([name, "ERROR", None, "", error])
-                    continue
-                xray = prediction.is_chest_xray
-                label = prediction.label if xray else NOT_XRAY_LABEL
-                shown = round(prediction.probability, 4) if xray else None
-                rows.append([name, label, shown, prediction.subtype_pattern or "", "; ".join(prediction.warnings + ((prediction.caution,) if prediction.caution else ()))])
+                shown = None if row["probability"] is None else round(row["probability"], 4)
+                notes = [error] if prediction is None else [*prediction.warnings, *filter(None, [prediction.caution])]
+                pattern = (prediction.subtype_pattern if prediction else None) or ""
+                rows.append([name, row["label"], shown, pattern, "; ".join(notes)])
         finally:
             table.close()
             for path, count in left.items():  # not reached: scoring stopped mid-batch

@@ -21,6 +21,8 @@ import html
 import re
 from typing import Any
 
+from pneumoscope.inference.prediction import REFUSED_LABEL
+
 LANGUAGES = ("en", "es")
 
 DISCLAIMER = "Research and education only. Not a medical device: never use it to diagnose or treat."
@@ -28,7 +30,7 @@ DISCLAIMER_ES = ("Solo para investigación y docencia. No es un producto sanitar
                  "diagnosticar ni tratar.")
 NO_UPLOAD = "Upload a chest X-ray first"
 """What Predict says with no file: there is no file that could not be read."""
-NOT_XRAY_LABEL = "NOT A CHEST X-RAY"
+NOT_XRAY_LABEL = REFUSED_LABEL
 SUBTYPE_NOTE = ("A pattern, not a diagnosis of the cause: telling bacterial from viral pneumonia on a film "
                 "is uncertain even for radiologists; the model card gives its validation figures.")
 NO_HEATMAP_ONNX = "this model was loaded without its PyTorch network"

@@ -22,12 +22,16 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 from pneumoscope.data.decoding import DECODE_TIMEOUT_S, Job, close_pool, default_workers, start_pool, stream
 from pneumoscope.data.images import IMAGE_SUFFIXES
-from pneumoscope.inference.prediction import Prediction
+from pneumoscope.inference.prediction import ERROR_LABEL, REFUSED_LABEL, Prediction
 from pneumoscope.inference.prepare import PreparedImage, prepare_image
 
-COLUMNS = ["path", "label", "probability", "threshold", "is_chest_xray", "xray_check", "ood_distance", "caution",
-           "subtype", "p_bacterial", "heatmap", "error", "warnings"]
-"""``subtype`` / ``p_bacterial``: bacterial-vs-viral pattern, filled only for a PNEUMONIA film that
+COLUMNS = ["path", "label", "probability", "raw_label", "raw_probability", "threshold", "is_chest_xray", "xray_check",
+           "ood_distance", "caution", "subtype", "p_bacterial", "heatmap", "error", "warnings"]
+"""``label`` / ``probability``: the answer, as the page gives it: NORMAL or PNEUMONIA with its
+probability; ``NOT A CHEST X-RAY`` with no probability for an image the check refuses; ``ERROR``
+for a file that could not be read. ``raw_label`` / ``raw_probability``: the network's output
+whatever the check said (not a diagnosis when the image was refused).
+``subtype`` / ``p_bacterial``: bacterial-vs-viral pattern, filled only for a PNEUMONIA film that
 passes as a chest X-ray, by a model with a subtype head (empty otherwise). ``xray_check``: ``pass``,
 ``caution`` (answered, with the ``caution`` text) or ``refuse`` (``is_chest_xray`` False), from the
 feature distance ``ood_distance`` and the file checks. ``heatmap``: the PNG
@@ -118,10 +122,14 @@ def _csv_cell(value: Any) -> Any:
 
 def result_row(path: str, prediction: Prediction | None, error: str | None, heatmap: str | None = None) -> dict[str, Any]:
     if prediction is None:
-        return {"path": path, "label": None, "probability": None, "threshold": None,
+        return {"path": path, "label": ERROR_LABEL, "probability": None, "raw_label": None, "raw_probability": None,
+                "threshold": None,
                 "is_chest_xray": None, "xray_check": None, "ood_distance": None, "caution": None, "subtype": None, "p_bacterial": None, "heatmap": None, "error": error,
                 "warnings": []}
-    return {"path": path, "label": prediction.label, "probability": prediction.probability,
+    answered = prediction.is_chest_xray
+    return {"path": path, "label": prediction.label if answered else REFUSED_LABEL,
+            "probability": prediction.probability if answered else None,
+            "raw_label": prediction.label, "raw_probability": prediction.probability,
             "threshold": prediction.threshold, "is_chest_xray": prediction.is_chest_xray,
             "xray_check": prediction.xray_check, "ood_distance": prediction.ood_distance, "caution": prediction.caution,
             "subtype": prediction.subtype, "p_bacterial": prediction.p_bacterial, "heatmap": heatmap,

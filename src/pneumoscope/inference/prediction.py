@@ -17,6 +17,10 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
+REFUSED_LABEL = "NOT A CHEST X-RAY"
+"""What a results table says in ``label`` for an image the check refuses: its network output is no answer."""
+ERROR_LABEL = "ERROR"
+"""What a results table says in ``label`` for a file that could not be read."""
 NOT_A_DIAGNOSIS = (
     "this does not look like a chest X-ray: the label is the network's raw output and must not be "
     "read as a diagnosis"
