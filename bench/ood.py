@@ -107,7 +107,7 @@ def main() -> None:
                 ", ".join(z["missed"]) or "none"] for name, z in non_xrays.items()]
               + [[f"validation X-rays, {name}", str(z["n"]), pct(z["refused"]), "", ""] for name, z in transformed.items()]),
         f"\nLines: caution beyond distance {predictor.ood_caution or float('nan'):.1f}, refusal beyond "
-        f"{predictor.ood_threshold or float('nan'):.1f}. Corpora described in `pneumoscope/evaluation/hard_negatives.py`:\n",
+        f"{predictor.ood_threshold or float('nan'):.1f}. Corpora described in `pneumoscope/evaluation/hard_negatives/`:\n",
         *[f"- {kind}: {text}" for kind, text in CORPORA.items()],
     ]
     text = "\n".join(lines) + "\n"

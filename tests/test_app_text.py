@@ -63,3 +63,16 @@ def test_fixed_texts_have_both_languages() -> None:
         assert english and spanish_text and english != spanish_text, name
     for english, spanish_text in PHRASES.items():
         assert spanish_text, english
+
+
+def test_a_cautioned_answer_shows_the_caution_in_both_languages() -> None:
+    from pneumoscope.app.cards import result_card
+    from pneumoscope.inference.ood import caution_text
+
+    caution = caution_text(63.4, 55.0, 80.0)
+    card = result_card(Prediction("NORMAL", 0.05, 0.14, True, ood_distance=63.4, xray_check="caution", caution=caution),
+                       "film.jpeg")
+    assert 'id="ps-caution"' in card and 'id="ps-label"' in card  # answered, with the caution under it
+    assert "feature distance 63" in card and "distancia de rasgos 63" in card
+    plain = result_card(Prediction("NORMAL", 0.05, 0.14, True, ood_distance=30.0), "film.jpeg")
+    assert "ps-caution" not in plain

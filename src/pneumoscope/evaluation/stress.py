@@ -316,9 +316,7 @@ def zones_markdown(report: dict[str, Any]) -> str:
     if clean.get("ood_refused") is None:
         return ""
     cautioned = (lambda r: "n/a (two zones)" if r.get("ood_cautioned") is None else _pct(r["ood_cautioned"]))
-    return ("## Genuine films and the not-a-chest-X-ray check
-
-"
+    return ("## Genuine films and the not-a-chest-X-ray check\n\n"
             + table(["", "refused", "answered with a caution"],
                     [["clean validation", _pct(clean["ood_refused"]), cautioned(clean)],
                      ["stressed pool", _pct(stressed["ood_refused"]), cautioned(stressed)]]) + "\n")
