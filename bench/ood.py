@@ -2,9 +2,9 @@
 docs/ood.{md,json}:
 
 - genuine films: the share refused and the share answered with a caution, on the clean validation
-  split (the bundled model's patient-level split), on the stressed validation pool (the clean
-  images and one perturbed copy per condition of the stress report's pool), and on the
-  full-resolution originals as a user uploads them;
+  split (the bundled model's patient-level split) and on the full-resolution originals as a user
+  uploads them; the stressed validation pool (the clean images and one perturbed copy per
+  condition) as finalize measured it when it fitted the lines (``--pool`` scores it here again);
 - non-X-rays, per corpus: scikit-image samples, generated images, and the hard negatives
   (``evaluation/hard_negatives``: photos of a film on a monitor or a lightbox, CT-like slices,
   document scans, drawings): the share refused;
@@ -39,7 +39,7 @@ from pneumoscope.evaluation.ood_sets import (  # noqa: E402
 )
 from pneumoscope.inference.predictor import Predictor  # noqa: E402
 from pneumoscope.markdown import shown_path, table  # noqa: E402
-from pneumoscope.models.bundle import DEFAULT_MODEL_DIR  # noqa: E402
+from pneumoscope.models.bundle import DEFAULT_MODEL_DIR, read_record  # noqa: E402
 from pneumoscope.models.card import add_card_section  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/ood.py --card"
@@ -64,19 +64,24 @@ def main() -> None:
     parser.add_argument("--manifest", default=str(DEFAULT_MODEL_DIR / "split_manifest.csv"))
     parser.add_argument("--transformed", type=int, default=150, help="validation X-rays per transform")
     parser.add_argument("--card", action="store_true")
+    parser.add_argument("--pool", action="store_true", help="also score the stressed validation pool here (12,560 "
+                        "films; by default its figures are the ones finalize measured and recorded in model.json)")
     args = parser.parse_args()
 
     predictor = Predictor.load(args.model)
     val = [r for r in read_manifest(args.manifest) if r.split == "val"]
     greys = np.stack([decode_image(r.path).grey for r in val])
-    pool, _ = stressed_copies(greys, np.array([r.label for r in val]), STRESSED_SET, seed=42)
     originals = sorted(p for p in (DATA / "originals").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     genuine = {
         f"clean validation split ({len(val)} films)": zones(predictor, list(greys)),
-        f"stressed validation pool ({len(pool)} films: clean + {len(STRESSED_SET)} perturbed copies each)":
-            zones(predictor, list(pool)),
         f"full-resolution originals ({len(originals)} files, as uploaded)": zones(predictor, originals),
     }
+    if args.pool:
+        pool, _ = stressed_copies(greys, np.array([r.label for r in val]), STRESSED_SET, seed=42)
+        genuine[f"stressed validation pool ({len(pool)} films: clean + {len(STRESSED_SET)} perturbed copies each)"] = \
+            zones(predictor, list(pool))
+    fitted = (read_record(Path(args.model)).ood or None) if Path(args.model).is_dir() else None
+    pooled = getattr(fitted, "zones", None) or {}
 
     corpora = {
         "scikit-image samples": list(skimage_images()),
@@ -100,7 +105,10 @@ def main() -> None:
         "## Genuine chest X-rays (should be answered)\n",
         table(["set", "refused", "answered with a caution", "median distance"],
               [[name, pct(z["refused"]), pct(z["cautioned"]),
-                f"{np.median([d for d in z['distances'] if d is not None]):.1f}"] for name, z in genuine.items()]),
+                f"{np.median([d for d in z['distances'] if d is not None]):.1f}"] for name, z in genuine.items()]
+              + [[f"{name.replace('_', ' ')} ({z['n']} films; recorded by finalize, `pneumoscope train`)",
+                  pct(z["refused"]), pct(z["cautioned"]), f"{z['median_distance']:.1f}"]
+                 for name, z in pooled.items() if name == "stressed_pool" and not args.pool]),
         "\n## Not chest X-rays (should be refused)\n",
         table(["corpus", "images", "refused", "lowest distance", "not refused"],
               [[name, str(z["n"]), pct(z["refused"]), "n/a" if z["lowest_distance"] is None else f"{z['lowest_distance']:.1f}",

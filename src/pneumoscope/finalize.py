@@ -28,6 +28,7 @@ def finalize(
     import torch
 
     from pneumoscope.data.perturb import stressed_copies
+    from pneumoscope.data.collection import subtype_targets
     from pneumoscope.data.images import as_training_copy
     from pneumoscope.models.feature_model import fit_feature_model, fit_zones, mahalanobis
     from pneumoscope.models.bundle import save_bundle
@@ -81,7 +82,7 @@ def finalize(
         meta["validation_stressed"] = figures
     if net.has_subtype:
         meta["subtype"] = fit_subtype(
-            config, net, datamodule.subtypes("val"), val_features, pool_features, patients, pool_patients,
+            config, net, subtype_targets(datamodule.val_records), val_features, pool_features, patients, pool_patients,
             p_pneumonia=sigmoid(val_logits / temperature), threshold=threshold, labels=val_labels,
         )
     if card_sections:
