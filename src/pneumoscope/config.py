@@ -188,9 +188,11 @@ class OodConfig(_Strict):
     users upload originals, and an original lands further out than its 224 px copy."""
     caution_quantile: float = Field(0.995, gt=0.5, lt=1)
     """The caution line: this quantile of clean validation distances (the old refusal line)."""
-    refuse_quantile: float = Field(0.995, gt=0.5, le=1)
+    refuse_quantile: float | None = Field(0.995, gt=0.5, le=1)
     """The refusal line starts from this quantile of the stressed validation pool's distances (the
-    acquisition shifts the model is built to survive), or the farthest original if that is further."""
+    acquisition shifts the model is built to survive), or the farthest original if that is further.
+    None: the pool does not move the line (for the bundled ensemble its 99.5th percentile, 131, lay
+    beyond CT slices, drawings and photographed films at 79-110: bench/ood.py)."""
     refuse_margin: float = Field(1.15, ge=1, le=3)
     """...times this margin, for series the project has never seen: genuine films from the sealed
     test's series lay up to 1.15x beyond the old line (issue 20)."""

@@ -96,7 +96,8 @@ def cache_path(meta: dict[str, Any]) -> Path:
     record = parse_record(meta)
     key = hashlib.sha256(
         json.dumps([EXPORT_VERSION, _torch_version(), record.files.get("model.safetensors"),
-                    record.files.get("ood.safetensors"), decision_values(record)], sort_keys=True).encode()
+                    record.files.get("ood.safetensors"), decision_values(record),
+                    *sorted(h for n, h in record.files.items() if n.startswith("model-member"))], sort_keys=True).encode()
     ).hexdigest()[:24]
     return default_cache_dir() / "onnx" / f"{record.name}-{key}.onnx"
 

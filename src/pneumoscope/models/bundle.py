@@ -104,9 +104,12 @@ def save_bundle(
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     meta = {"image_size": config.data.image_size, **meta}  # the record says what size the network takes
-    save_file(state, str(folder / WEIGHTS), metadata={SEAL_KEY: _sealed(decision_values(meta))})
+    shards = _shards(state)
+    save_file(shards.pop(WEIGHTS), str(folder / WEIGHTS), metadata={SEAL_KEY: _sealed(decision_values(meta))})
+    for name, part in shards.items():
+        save_file(part, str(folder / name))
     (folder / CONFIG).write_text(config.to_yaml(), encoding="utf-8")
-    files = [WEIGHTS, CONFIG]
+    files = [WEIGHTS, *shards, CONFIG]
     if ood:
         save_file({k: v.detach().cpu().contiguous() for k, v in ood.items()}, str(folder / OOD))
         files.append(OOD)
@@ -114,6 +117,23 @@ def save_bundle(
     parse_record(meta, str(folder / META))  # never write a record that reading would refuse
     (folder / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return folder
+
+
+def _shards(state: dict[str, "torch.Tensor"]) -> dict[str, dict[str, "torch.Tensor"]]:
+    """The weight files of a state: ``model.safetensors`` (which carries the seal), plus one
+    ``model-member{i}.safetensors`` per further ensemble member, so that no file grows with the
+    number of members (an ensemble of two in one file is 27 MB)."""
+    shards: dict[str, dict[str, torch.Tensor]] = {WEIGHTS: {}}
+    for key, value in state.items():
+        parts = key.split(".")
+        member = int(parts[1]) if parts[0] == "members" and len(parts) > 1 and parts[1].isdigit() else 0
+        shards.setdefault(WEIGHTS if member == 0 else f"model-member{member}.safetensors", {})[key] = value
+    return shards
+
+
+def weight_files(meta: dict[str, Any]) -> list[str]:
+    """The weight files a record lists: ``model.safetensors`` first, then any member shards."""
+    return [WEIGHTS, *sorted(n for n in meta["files"] if n.startswith("model-member") and n.endswith(".safetensors"))]
 
 
 def read_meta(folder: Path, migrate: bool = False) -> dict[str, Any]:
@@ -208,7 +228,9 @@ def load_bundle(folder: str | Path | None = None, *, migrate: bool = False) -> B
         raise ModelLoadError(str(exc)) from None
     net = build_net(config.model.model_copy(update={"pretrained": False}), config.data.image_size)
     try:
-        state = load_file(str(folder / WEIGHTS))
+        state = {}
+        for name in weight_files(meta):
+            state.update(load_file(str(folder / name)))
         net.load_state_dict(state)
     except (RuntimeError, OSError, ValueError) as exc:
         raise ModelLoadError(f"weights in {folder / WEIGHTS} do not fit the configured network: {exc}") from None

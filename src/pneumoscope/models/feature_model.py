@@ -32,7 +32,7 @@ def fit_zones(
     the tests hold it.
     """
     caution = float(np.quantile(clean, config.caution_quantile))
-    edge = float(np.quantile(stressed, config.refuse_quantile))
+    edge = float(np.quantile(stressed, config.refuse_quantile)) if config.refuse_quantile is not None else caution
     if originals is not None and len(originals):
         edge = max(edge, float(originals.max()))
     refuse = max(caution, edge) * config.refuse_margin
@@ -44,8 +44,10 @@ def fit_zones(
     }
     return {"distance_threshold": refuse, "caution_distance": caution, "zones": rates,
             "rule": (f"caution beyond the {100 * config.caution_quantile:g}th percentile of clean validation distances; "
-                     f"refusal at {config.refuse_margin:g} x the farther of the stressed pool's "
-                     f"{100 * config.refuse_quantile:g}th percentile and the farthest full-resolution original")}
+                     f"refusal at {config.refuse_margin:g} x the farthest of the caution line, "
+                     + (f"the stressed pool's {100 * config.refuse_quantile:g}th percentile, "
+                        if config.refuse_quantile is not None else "")
+                     + "the farthest full-resolution original")}
 
 
 def block_key(name: str, index: int) -> str:
