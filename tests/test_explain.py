@@ -9,6 +9,7 @@ import pytest
 
 from pneumoscope.inference.explain import overlay_heatmap, upsample_map
 from pneumoscope.inference.predictor import Predictor
+from pneumoscope.models.nets import Ensemble
 
 
 def test_heatmap_has_the_image_size_and_is_not_constant(predictor: Predictor, pneumonia_original: Path) -> None:
@@ -44,8 +45,10 @@ def test_heatmap_comes_from_the_scoring_pass(which: str, predictor: Predictor, t
     chosen = predictor if which == "onnx" else torch_predictor
     if which == "onnx" and chosen.backend != "onnxruntime":
         pytest.skip("onnxruntime not installed")
-    forwards = []  # every PyTorch pass through the network starts with its normalisation layer
-    handle = chosen.scorer.net.normalize.register_forward_hook(lambda *args: forwards.append(1))
+    forwards = []  # every PyTorch pass through the network starts with its (first member's) normalisation layer
+    net = chosen.scorer.net
+    first = net.members[0] if isinstance(net, Ensemble) else net
+    handle = first.normalize.register_forward_hook(lambda *args: forwards.append(1))
     session = getattr(chosen.scorer, "session", None)
     if session is not None:
         chosen.scorer.session = _CountingSession(session)

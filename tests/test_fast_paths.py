@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from pneumoscope.data.collection import records_for
-from pneumoscope.data.images import decode_image, resize_square
+from pneumoscope.data.images import decode_image, to_network
 from pneumoscope.inference.predictor import Predictor
 from pneumoscope.inference.prepare import PreparedImage, prepare_image
 
 
 def _full_decode(path: Path, size: int) -> PreparedImage:
     decoded = decode_image(path)  # no reduce_to: every DCT coefficient, full resolution
-    return PreparedImage(resize_square(decoded.grey, size), decoded.original_size, decoded.colourfulness,
+    return PreparedImage(to_network(decoded.grey, size), decoded.original_size, decoded.colourfulness,
                          decoded.format, None)
 
 
@@ -33,9 +33,10 @@ def test_reduced_decode_matches_full_decode_on_the_originals(predictor: Predicto
                              if a.label != b.label]
     assert shifts.max() <= 0.02, f"largest probability shift {shifts.max():.4f} on {files[int(shifts.argmax())].name}"
     assert all(a.is_chest_xray == b.is_chest_xray for a, b in zip(fast, full))
-    # The reduced decode really is reduced (else this test would compare a path with itself).
-    reduced = decode_image(files[0], reduce_to=predictor.image_size).grey
-    assert min(reduced.shape) < min(decode_image(files[0]).grey.shape)
+    # The reduced decode really is reduced on the larger films (else this test would compare a path
+    # with itself): at three times 224 px, 14 of the 48 originals decode at a 1/2 DCT scale.
+    reduced = [decode_image(f, reduce_to=predictor.image_size).grey.shape < decode_image(f).grey.shape for f in files]
+    assert sum(reduced) >= 10
 
 
 def test_reduced_decode_is_exact_on_the_validation_split(predictor: Predictor, chest_xray: Path) -> None:

@@ -14,11 +14,12 @@ from pneumoscope.models.augment import augment_batch
 from pneumoscope.models.datamodule import XRayDataModule
 from pneumoscope.models.nets import build_net
 
-ARCHS = typing.get_args(ModelConfig.model_fields["arch"].annotation)
+ARCHS = [arch for arch in typing.get_args(ModelConfig.model_fields["arch"].annotation) if arch != "ensemble"]
 
 
-def test_archs_are_the_two_the_project_trains() -> None:
+def test_archs_are_the_two_the_project_trains_and_their_ensemble() -> None:
     assert set(ARCHS) == {"simple_cnn", "efficientnet_lite0"}
+    assert set(typing.get_args(ModelConfig.model_fields["arch"].annotation)) == {*ARCHS, "ensemble"}
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -41,8 +41,8 @@ class PreparedImage:
 def prepare_image(source: ImageSource, size: int, *, keep_display: bool = True) -> PreparedImage:
     """Decode ``source`` with the one loader, as evaluation does (``reduce_to=size``), and resize it.
 
-    ``reduce_to`` makes a JPEG decode at a reduced DCT scale that keeps twice ``size`` pixels a
-    side (1.3x faster than a full decode and resize, with the same labels: ``bench/fast_paths.py``);
+    ``reduce_to`` makes a JPEG decode at a reduced DCT scale that keeps ``DRAFT_MARGIN`` times
+    ``size`` pixels a side (faster than a full decode and resize, with the same labels: ``bench/fast_paths.py``);
     a numpy array or an already-decoded PIL image has no DCT to scale, so it is resized from full
     resolution (scores then differ slightly from the file's). The resized film is then re-encoded
     as the training copies were (:func:`~pneumoscope.data.images.as_training_copy`).
