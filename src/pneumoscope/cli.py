@@ -60,9 +60,15 @@ def _finalize(args: argparse.Namespace) -> int:
 
         threshold = load_config(args.threshold_from).threshold
         command += " --threshold-from " + args.threshold_from
+    ood = None
+    if args.ood_from:
+        from pneumoscope.config import load_config
+
+        ood = load_config(args.ood_from).ood
+        command += " --ood-from " + args.ood_from
     from pneumoscope.config import parse_record
 
-    record = parse_record(refinalize(Path(args.model), command=command, threshold=threshold))
+    record = parse_record(refinalize(Path(args.model), command=command, threshold=threshold, ood=ood))
     val = record.validation
     print(f"{args.model}: threshold {record.threshold:.4f}, temperature {record.temperature:.3f}, "
           f"validation AUC {val.auc:.4f}, confusion matrix {val.confusion_matrix}")
@@ -121,10 +127,29 @@ def _leakage(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from pneumoscope.inference.batch import run_batch
+    if args.engine == "ray":
+        from pneumoscope.config import ScaleConfig
+        from pneumoscope.inference.distributed import run_ray
 
+        if args.batch_size < 1 or (args.actors is not None and args.actors < 1):
+            raise UserError("--batch-size and --actors must be at least 1")
+        config = ScaleConfig(address=args.address, actors=args.actors, batch_size=args.batch_size)
+        return run_ray(args.paths, manifests=args.manifest or (), model=args.model, recursive=args.recursive,
+                       out=args.out, heatmaps=args.heatmaps, config=config)
+    if args.address or args.actors:
+        raise UserError("--address and --actors are for --engine ray")
+    from pneumoscope.inference.batch import run_batch
+    from pneumoscope.inference.sources import is_uri, manifest_entries
+
+    paths = list(args.paths) + manifest_entries(args.manifest or ())
+    if not paths:
+        raise UserError("nothing to score: name files, folders or a --manifest")
+    if any(is_uri(str(p)) for p in [*paths, args.out or ""]):
+        raise UserError("storage URIs (file://, s3://, gs://) need --engine ray")
+    if args.out and str(args.out).rstrip("/").lower().endswith(".parquet"):
+        raise UserError("Parquet output needs --engine ray; the local engine writes .csv, .json or .jsonl")
     return run_batch(
-        args.paths, model=args.model, recursive=args.recursive, out=args.out,
+        paths, model=args.model, recursive=args.recursive, out=args.out,
         heatmaps=args.heatmaps, batch_size=args.batch_size, workers=args.workers,
         decode_timeout=args.decode_timeout,
     )
@@ -180,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     finalize.add_argument("--model", required=True, help="run folder or model folder (rewritten in place)")
     finalize.add_argument("--threshold-from", metavar="CONFIG",
                           help="use this config's threshold rule instead of the model's own (same weights)")
+    finalize.add_argument("--ood-from", metavar="CONFIG",
+                          help="use this config's not-a-chest-X-ray settings (ood:) instead of the model's own")
     finalize.set_defaults(func=_finalize)
 
     evaluate = sub.add_parser("evaluate", help="metrics, report and figures of a model on a split")
@@ -222,10 +249,19 @@ def build_parser() -> argparse.ArgumentParser:
     leakage.set_defaults(func=_leakage)
 
     predict = sub.add_parser("predict", help="predict files and folders")
-    predict.add_argument("paths", nargs="+", help="image files (PNG, JPEG, DICOM, ...) and folders of them")
+    predict.add_argument("paths", nargs="*", help="image files (PNG, JPEG, DICOM, ...) and folders of them; "
+                         "with --engine ray also URIs (file://, s3://, gs://)")
+    predict.add_argument("--manifest", action="append", metavar="FILE",
+                         help="CSV (a 'path' column) or text (one path or URI a line) of inputs; repeatable")
     predict.add_argument("--model", help="run folder, model folder or .onnx (default: the bundled model)")
     predict.add_argument("--recursive", action="store_true", help="also look in the folders' subfolders")
-    predict.add_argument("--out", help="results.csv or results.json (default: CSV on stdout)")
+    predict.add_argument("--out", help="results.csv, results.json or results.jsonl (default: CSV on stdout); "
+                         "with --engine ray, results.parquet: a folder of parts that a rerun resumes")
+    predict.add_argument("--engine", choices=["local", "ray"], default="local",
+                         help="local: this machine's processes; ray: a Ray cluster (pip install \"pneumoscope[scale]\")")
+    predict.add_argument("--address", help="with --engine ray: auto (this machine's cluster) or ray://HOST:10001 "
+                         "(default: start Ray in this process)")
+    predict.add_argument("--actors", type=int, help="with --engine ray: scoring actors (default: half the cluster's CPUs)")
     predict.add_argument("--heatmaps", help="folder for Grad-CAM overlay PNGs")
     predict.add_argument("--batch-size", type=int, default=32, help="images scored together")
     predict.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores)")

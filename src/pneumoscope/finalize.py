@@ -27,7 +27,7 @@ def finalize(
     """Calibrate, choose the threshold, fit the OOD model, measure validation, save the bundle."""
     import torch
 
-    from pneumoscope.data.perturb import stressed_copies
+    from pneumoscope.data.perturb import one_stressed_copy, stressed_copies
     from pneumoscope.data.collection import subtype_targets
     from pneumoscope.data.images import as_training_copy
     from pneumoscope.models.feature_model import fit_feature_model, fit_zones, mahalanobis
@@ -54,7 +54,12 @@ def finalize(
     fit_logits, fit_labels = (pool_logits, pool_labels) if rule.fit_on == "stressed" else (val_logits, val_labels)
     temperature = fit_temperature(fit_logits, fit_labels)
     threshold = choose_threshold(fit_labels, sigmoid(fit_logits / temperature), rule)
+    if config.ood.fit_on == "stressed":
+        # A seed apart from the validation pool's, so the copies that fit are not those that test.
+        copies = as_training_copy(one_stressed_copy(train_images, STRESSED_SET, seed=config.data.split_seed + 1))
+        train_features = np.concatenate([train_features, forward_images(net, copies, features=True)[1]])
     ood_stats, ood_info = fit_feature_model(train_features, val_features, getattr(net, "feature_blocks", None))
+    ood_info["fit_on"] = config.ood.fit_on
     if zones:
         originals = originals_pixels(config.ood.originals, config.data.image_size) if config.ood.originals else None
         original_distances = None
@@ -164,14 +169,16 @@ def _figures(labels: np.ndarray, probs: np.ndarray, threshold: float, patients: 
 
 
 def refinalize(
-    folder: str | Path, command: str | None = None, threshold: ThresholdConfig | None = None
+    folder: str | Path, command: str | None = None, threshold: ThresholdConfig | None = None,
+    ood: OodConfig | None = None,
 ) -> dict[str, Any]:
     """Calibration, threshold, OOD statistics and validation figures of a saved model, computed
     again by the current code: same weights, same split (the model's own manifest).
 
     For when how those are computed changes after a long training run; the weights and the
     training record are kept, and the record notes the command that recomputed the rest.
-    ``threshold`` replaces the model's threshold rule (its config records the new one).
+    ``threshold`` replaces the model's threshold rule, ``ood`` its out-of-distribution settings
+    (its config records the new ones).
     """
     from pneumoscope import heap
     from pneumoscope.models.bundle import load_bundle
@@ -183,5 +190,6 @@ def refinalize(
     manifest = folder / "split_manifest.csv"
     datamodule = XRayDataModule(bundle.config, manifest=manifest if manifest.is_file() else None)
     extra = {**bundle.meta.get("training", {}), "finalized_by": command}
-    config = bundle.config if threshold is None else bundle.config.model_copy(update={"threshold": threshold})
+    updates = {key: value for key, value in (("threshold", threshold), ("ood", ood)) if value is not None}
+    config = bundle.config.model_copy(update=updates)
     return finalize(config, bundle.net, datamodule, folder, extra, bundle.meta.get("card_sections"))

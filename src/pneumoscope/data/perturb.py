@@ -160,6 +160,20 @@ SELECTION_SET: tuple[tuple[str, float], ...] = (
 cues this data set leaks (framing, squeeze, sharpness), kept few so each epoch's check stays short."""
 
 
+def one_stressed_copy(
+    images: np.ndarray, conditions: tuple[tuple[str, float], ...], seed: int = 0
+) -> np.ndarray:
+    """One perturbed copy of each image, its condition drawn at random from ``conditions`` (seeded):
+    the stressed pool's variety at the cost of one copy, for fitting on training images."""
+    drawn = np.random.default_rng(seed).integers(0, len(conditions), len(images))
+    out = np.empty_like(images)
+    for index, (family, strength) in enumerate(conditions):
+        chosen = np.flatnonzero(drawn == index)
+        if len(chosen):
+            out[chosen] = perturb_images(images[chosen], family, strength, seed)
+    return out
+
+
 def perturb_images(images: np.ndarray, family: str, strength: float, seed: int = 0) -> np.ndarray:
     """Perturbed copies of uint8 ``images`` (N, S, S); image ``i`` always gets the same random draw."""
     if family not in FAMILIES:

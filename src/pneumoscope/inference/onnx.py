@@ -43,7 +43,7 @@ META_PREFIX = "pneumoscope."
 PREPROCESSING = (
     "Decode with pneumoscope.data.images.decode_image(source, reduce_to=image_size): one grey uint8 "
     "channel (DICOM modality/VOI LUT and MONOCHROME1 inversion applied, deeper bit depths stretched "
-    "linearly, JPEG decoded at the smallest DCT scale that keeps at least 2 x image_size pixels a side); "
+    "linearly, JPEG decoded at the smallest DCT scale that keeps at least 3 x image_size pixels a side); "
     "resize to image_size x image_size with PIL bilinear (antialiased), aspect ratio not kept; re-encode "
     "as a quality-75 JPEG and decode again, as the training copies were made "
     "(pneumoscope.data.images.as_training_copy); feed "

@@ -89,13 +89,28 @@ def image_reasons(decoded: DecodedImage) -> list[str]:
     return reasons
 
 
+def needs_second_reading(decoded: DecodedImage) -> bool:
+    """Whether a film's polarity is in doubt, so its negative must be scored too.
+
+    The polarity score reads the spine in the central strip; a film framed off-centre (a crop that
+    leaves the spine at a third of the width) scores below zero without being inverted. Only such
+    films, a few in a hundred uploads, pay for a second pass through the network."""
+    return not image_reasons(decoded) and polarity(decoded.grey) < MIN_POLARITY
+
+
 def verdict(
-    decoded: DecodedImage, distance: float | None, threshold: float | None, caution: float | None = None
+    decoded: DecodedImage, distance: float | None, threshold: float | None, caution: float | None = None,
+    inverse_distance: float | None = None,
 ) -> OODVerdict:
     """The file checks, the feature distance, then polarity. Polarity is anatomy (spine brighter
     than lungs): it is asked only of a grey image of plausible shape, since on a photograph
     "inverted" would be a false statement about the image; and when the features are already far,
     only a clearly negative score counts (noise scores about 0, an inverted film well below).
+
+    ``inverse_distance``: the feature distance of the film's negative, for a film whose polarity
+    is in doubt (:func:`needs_second_reading`). The film is called inverted only if its negative
+    also lies closer to the chest X-rays the model knows than the film itself: an inverted film's
+    negative is the genuine film, an off-centre genuine film's negative is an inverted one.
 
     ``threshold`` refuses; ``caution`` (below it; None: two zones) marks the films between the two
     as answered with a caution: a genuine film from another hospital's series lands there, while
@@ -109,7 +124,8 @@ def verdict(
         )
     if not file_reasons:  # a grey film of a plausible shape: is its anatomy upside down?
         far = bool(reasons)
-        if polarity(decoded.grey) < (CLEARLY_INVERTED if far else MIN_POLARITY):
+        negative_reads_better = inverse_distance is None or distance is None or inverse_distance < distance
+        if polarity(decoded.grey) < (CLEARLY_INVERTED if far else MIN_POLARITY) and negative_reads_better:
             reasons.insert(0, INVERTED)
     if reasons or distance is None or threshold is None or caution is None or distance <= caution:
         return OODVerdict(not reasons, tuple(reasons), distance)

@@ -28,8 +28,8 @@ from pneumoscope.data.images import ImageSource, as_training_copy
 from pneumoscope.errors import HeatmapUnavailableError
 from pneumoscope.inference import loading
 from pneumoscope.inference.loading import Backend, Heatmaps
-from pneumoscope.inference.ood import verdict
-from pneumoscope.inference.prediction import NOT_A_DIAGNOSIS, PixelScores, Prediction
+from pneumoscope.inference.ood import needs_second_reading, verdict
+from pneumoscope.inference.prediction import NOT_A_DIAGNOSIS, PixelScores, Prediction, Scores
 from pneumoscope.inference.prepare import PreparedImage, prepare_image
 from pneumoscope.inference.scoring import Scorer
 from pneumoscope.models.decision import decision_logit, label_of, sigmoid, subtype_of
@@ -196,9 +196,22 @@ class Predictor:
                 scores, maps = self.scorer.explain(pixels, self.decision_logit)
             else:
                 scores, maps = self.scorer.score(pixels), None
+            inverse = self._inverse_distances(chunk, pixels, scores)
             for index, item in enumerate(chunk):
-                results.append(self._result(item, scores.row(index), None if maps is None else maps[index]))
+                results.append(self._result(item, scores.row(index), None if maps is None else maps[index],
+                                            inverse.get(index)))
         return results
+
+    def _inverse_distances(self, chunk: Sequence[PreparedImage], pixels: np.ndarray, scores: Scores) -> dict[int, float]:
+        """The feature distances of the negatives of the films whose polarity is in doubt: one more
+        pass for those few only (``ood.needs_second_reading``)."""
+        if scores.distances is None:
+            return {}
+        doubtful = [index for index, item in enumerate(chunk) if needs_second_reading(item.facts())]
+        if not doubtful:
+            return {}
+        distances = self.scorer.score(255 - pixels[doubtful]).distances
+        return {index: float(d) for index, d in zip(doubtful, distances)}
 
     def score_pixels(self, pixels: np.ndarray, batch_size: int = 32) -> PixelScores:
         """What :meth:`predict` computes, for many network-sized uint8 (N, S, S) images at once
@@ -224,11 +237,12 @@ class Predictor:
         p_bacterial = None if subtype is None else sigmoid(subtype / self.subtype_temperature)
         return PixelScores(probs, ood, p_bacterial, distances, cautioned)
 
-    def _result(self, item: PreparedImage, scores: tuple[float, float | None, float | None], cam: np.ndarray | None) -> Prediction:
+    def _result(self, item: PreparedImage, scores: tuple[float, float | None, float | None], cam: np.ndarray | None,
+                inverse_distance: float | None = None) -> Prediction:
         logit, subtype_logit, distance = scores
         probability = float(sigmoid(np.float64(logit) / self.temperature))
         label = label_of(probability, self.threshold)
-        judged = verdict(item.facts(), distance, self.ood_threshold, self.ood_caution)
+        judged = verdict(item.facts(), distance, self.ood_threshold, self.ood_caution, inverse_distance)
         subtype, p_bacterial = None, None
         if subtype_logit is not None and label == "PNEUMONIA" and judged.is_chest_xray:
             p_bacterial = float(sigmoid(np.float64(subtype_logit) / self.subtype_temperature))
