@@ -76,3 +76,17 @@ def test_a_cautioned_answer_shows_the_caution_in_both_languages() -> None:
     assert "feature distance 63" in card and "distancia de rasgos 63" in card
     plain = result_card(Prediction("NORMAL", 0.05, 0.14, True, ood_distance=30.0), "film.jpeg")
     assert "ps-caution" not in plain
+
+
+def test_one_decimal_mark_per_language_on_the_card() -> None:
+    """The card's probability and threshold, like the subtype pattern and the About tab, are
+    written 0.594 in English and 0,594 in Spanish (each shown by the page's language)."""
+    import re
+
+    from pneumoscope.app.cards import result_card
+
+    card = result_card(Prediction("PNEUMONIA", 0.5941, 0.1538, True, subtype="viral", p_bacterial=0.26))
+    english = re.findall(r'class="ps-en" id="ps-(probability|threshold)">([^<]*)<', card)
+    spanish_ = re.findall(r'class="ps-es" lang="es" id="ps-(probability|threshold)-es">([^<]*)<', card)
+    assert english == [("probability", "0.594"), ("threshold", "0.154")]
+    assert spanish_ == [("probability", "0,594"), ("threshold", "0,154")]

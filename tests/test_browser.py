@@ -242,6 +242,9 @@ def test_page_in_spanish_and_the_switch_back(spanish_page, served, pneumonia_ori
     expect(page.locator("#ps-label")).to_have_text(label, use_inner_text=True)
     expect(page.locator("#ps-result")).to_contain_text("probabilidad de neumonía", use_inner_text=True)
     expect(page.locator("#ps-result")).not_to_contain_text("pneumonia probability", use_inner_text=True)
+    # one decimal mark per language: the comma, as in the subtype pattern and the About tab
+    expect(page.locator("#ps-probability-es")).to_have_text(f"{expected.probability:.3f}".replace(".", ","),
+                                                           use_inner_text=True)
     expect(page.locator("#ps-picture figcaption")).to_contain_text("Grad-CAM para la etiqueta", use_inner_text=True)
     expect(page.locator("#ps-colourbar")).to_have_text(re.compile(r"más débil\s*más fuerte"), use_inner_text=True)
     if expected.subtype:

@@ -108,7 +108,7 @@ def test_an_ensemble_trains_member_by_member_resumes_and_serves(small_collection
         chains.append([str(path)])
     config = parse_config({
         "name": "tiny_ensemble", "data": {"root": str(small_collection), "image_size": 64},
-        "model": {"arch": "ensemble"}, "ood": {"zones": True, "originals": str(originals)},
+        "model": {"arch": "ensemble"}, "ood": {"zones": True, "fit_on": "stressed", "originals": str(originals)},
         "ensemble": {"runs": str(tmp_path / "runs"), "members": chains},
     })
     run = train(config, tmp_path / "ensemble", progress=False)
@@ -116,6 +116,7 @@ def test_an_ensemble_trains_member_by_member_resumes_and_serves(small_collection
     assert isinstance(bundle.net, Ensemble) and len(bundle.net.members) == 2
     assert [m["name"] for m in bundle.meta["training"]["members"]] == ["member1", "member2"]
     ood = bundle.meta["ood"]
+    assert ood["fit_on"] == "stressed"
     assert 0 < ood["caution_distance"] < ood["distance_threshold"]
     assert ood["zones"]["originals"]["n"] == 48 and ood["zones"]["originals"]["refused"] == 0
     assert ood["zones"]["stressed_pool"]["refused"] <= 0.005

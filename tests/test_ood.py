@@ -11,7 +11,9 @@ from pneumoscope.data.collection import read_manifest
 from pneumoscope.data.images import decode_image
 from pneumoscope.data.perturb import STRESSED_SET, stressed_copies
 from pneumoscope.evaluation.ood_sets import TRANSFORMS, generated_images, hard_negatives, load_films, skimage_images
-from pneumoscope.inference.ood import polarity
+from pneumoscope.data.images import DecodedImage
+from pneumoscope.data.perturb import perturb_images
+from pneumoscope.inference.ood import INVERTED, needs_second_reading, polarity, verdict
 from pneumoscope.inference.predictor import Predictor
 from pneumoscope.models.bundle import DEFAULT_MODEL_DIR
 
@@ -96,3 +98,26 @@ def test_polarity_separates_films_from_negatives(val_paths: list[str]) -> None:
     greys = [decode_image(p).grey for p in val_paths]
     assert min(polarity(g) for g in greys) > 0
     assert max(polarity(255 - g) for g in greys) < 0
+
+
+def test_a_film_in_doubt_is_inverted_only_if_its_negative_reads_closer() -> None:
+    grey = np.full((224, 224), 200, dtype=np.uint8)
+    grey[:, 100:124] = 60  # the centre darker than the sides: polarity says inverted
+    film = DecodedImage(grey, (1800, 1400), 0.0, "JPEG")
+    assert needs_second_reading(film) and not needs_second_reading(DecodedImage(255 - grey, (1800, 1400), 0.0, "JPEG"))
+    assert verdict(film, 50.0, 80.0, None).reasons == (INVERTED,)  # no second reading: polarity decides
+    assert verdict(film, 50.0, 80.0, None, inverse_distance=40.0).reasons == (INVERTED,)
+    assert verdict(film, 50.0, 80.0, None, inverse_distance=70.0).zone == "pass"  # an off-centre film
+    colour = DecodedImage(grey, (1800, 1400), 40.0, "JPEG")
+    assert not needs_second_reading(colour)  # a photograph is not asked about anatomy
+
+
+def test_off_centre_films_are_not_called_inverted(predictor: Predictor, val_paths: list[str]) -> None:
+    """Crops that leave the spine off the central strip fool the polarity score (most of them at
+    0.7); the second reading answers them, while inverted films stay refused (test above)."""
+    greys = np.stack([decode_image(p).grey for p in val_paths])
+    crops = perturb_images(greys, "crop_offcentre", 0.7, seed=42)
+    doubtful = [c for c in crops if polarity(c) < 0]
+    assert len(doubtful) >= 0.4 * len(crops)
+    called = [INVERTED in r.warnings for r in predictor.predict_many(doubtful)]
+    assert np.mean(called) <= 0.2

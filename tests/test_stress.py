@@ -13,7 +13,9 @@ from PIL import Image
 
 from pneumoscope.config import AugmentConfig, ThresholdConfig
 from pneumoscope.data.collection import read_manifest
-from pneumoscope.data.perturb import FAMILIES, SELECTION_SET, STRESSED_SET, perturb_images, stressed_copies
+from pneumoscope.data.perturb import (
+    FAMILIES, SELECTION_SET, STRESSED_SET, one_stressed_copy, perturb_images, stressed_copies,
+)
 from pneumoscope.evaluation.metrics import compute_metrics
 from pneumoscope.models.augment import augment_batch
 from pneumoscope.models.decision import choose_threshold, prior_threshold
@@ -67,6 +69,20 @@ def test_stressed_copies_stack_clean_first() -> None:
     assert stacked.shape[0] == 3 * (len(SELECTION_SET) + 1)
     assert np.array_equal(stacked[:3], images) and np.array_equal(tiled, np.tile(labels, len(SELECTION_SET) + 1))
     assert sum(f in ("crop_center", "crop_offcentre") for f, _ in STRESSED_SET) == 6
+
+
+def test_one_stressed_copy_each_draws_every_condition(real_images: np.ndarray) -> None:
+    """The OOD Gaussian's fitting copies: one per image, seeded, every condition drawn somewhere."""
+    images = np.concatenate([real_images] * (2 * len(STRESSED_SET) // len(real_images) + 1))
+    copies = one_stressed_copy(images, STRESSED_SET, seed=3)
+    assert copies.shape == images.shape and copies.dtype == np.uint8
+    np.testing.assert_array_equal(copies, one_stressed_copy(images, STRESSED_SET, seed=3))
+    assert not np.array_equal(copies, one_stressed_copy(images, STRESSED_SET, seed=4))
+    assert all(not np.array_equal(c, i) for c, i in zip(copies, images)), "every image is perturbed"
+    drawn = np.random.default_rng(3).integers(0, len(STRESSED_SET), len(images))
+    for index, (family, strength) in enumerate(STRESSED_SET[:3]):
+        chosen = np.flatnonzero(drawn == index)
+        np.testing.assert_array_equal(copies[chosen], perturb_images(images[chosen], family, strength, 3))
 
 
 def test_augmentation_zooms_squeezes_and_blurs_both_classes() -> None:

@@ -139,6 +139,18 @@ def test_ddp_two_processes_on_cpu(small_collection: Path, tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
+def test_bf16_training_runs_without_the_model_summary_warning(small_collection: Path, tmp_path: Path,
+                                                               recwarn: pytest.WarningsRecorder) -> None:
+    """An AMX machine's "auto" precision is bf16, which Lightning's model summary cannot size: that
+    table is not printed then, so the run's output carries no warning about it (issue 23)."""
+    config = load_config(REPO / "configs" / "baseline.yaml", **{
+        "train.epochs": 1, "train.limit_train_batches": 2, "data.image_size": 64, "train.precision": "bf16-mixed"})
+    assert train(config, tmp_path / "run", root=small_collection, progress=False) is not None
+    messages = [str(w.message) for w in recwarn]
+    assert not [m for m in messages if "model summary" in m], messages
+
+
+@pytest.mark.slow
 def test_stressed_selection_and_threshold(small_collection: Path, tmp_path: Path) -> None:
     """The robust recipe picks its epoch on validation pooled with perturbed copies and fits the
     temperature and threshold on the stressed pool; both are recorded, and the card says so."""

@@ -154,8 +154,12 @@ def train(
         log_every_n_steps=_log_interval(config, len(datamodule.train_records)),
         # The best epoch's weights are kept in memory (module.best_state) and saved as safetensors by
         # finalize: no pickled Lightning checkpoint is ever written.
-        callbacks=[EarlyStopping(monitor=module.monitor, mode="max", patience=config.train.patience)],
+        callbacks=[EarlyStopping(monitor=module.monitor, mode="max", patience=config.train.patience),
+                   *_notebook_progress_bar(progress)],
         enable_checkpointing=False,
+        # Lightning's model summary cannot size bf16 weights and warns on every run that uses them
+        # (an AMX machine's "auto" precision): the table is printed where it is right, only.
+        enable_model_summary=not precision.startswith("bf16"),
         logger=CSVLogger(run_dir, name=LOG_FOLDER, version=""),
         enable_progress_bar=progress,
         default_root_dir=run_dir,
@@ -300,6 +304,29 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float) -> tuple[n
 
     optimizer.step(closure)
     return w.detach().float().numpy(), float(b.detach())
+
+
+def _notebook_progress_bar(progress: bool) -> list[Any]:
+    """tqdm's text bar when training runs in a Jupyter kernel (the walkthrough notebook), else none
+    (Lightning's default). Lightning's default bar is Rich's whenever rich is installed (Gradio brings
+    it), and in a kernel Rich's live display needs ipywidgets, without which it shows nothing but a
+    warning; tqdm's bar draws in every frontend, and a saved notebook keeps its last line."""
+    if not progress or "ipykernel" not in sys.modules:
+        return []
+    from lightning.pytorch.callbacks import TQDMProgressBar
+    from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+
+    class EpochBars(TQDMProgressBar):
+        """One bar per epoch, left in place (a saved notebook shows every epoch's loss and AUC); the
+        validation pass draws none, since a nested bar redraws with cursor moves a notebook keeps."""
+
+        def on_train_start(self, *_: Any) -> None:
+            """No bar before the first epoch: each epoch opens its own, and this one would stay at 0."""
+
+        def init_validation_tqdm(self) -> Tqdm:
+            return Tqdm(disable=True)
+
+    return [EpochBars(leave=True)]
 
 
 def _command_line() -> str | None:

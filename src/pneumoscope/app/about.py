@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pneumoscope.app.text import DISCLAIMER, DISCLAIMER_ES
+from pneumoscope.app.text import DISCLAIMER, DISCLAIMER_ES, decimal
 from pneumoscope.markdown import percent
 
 FIGURES = (("confusion_matrix.png", "Confusion matrix"), ("roc.png", "ROC curve"), ("pr.png", "Precision-recall curve"))
@@ -54,17 +54,12 @@ def about_content(predictor: Any) -> About:
     return About(summary(predictor, meta), card, read("config.yaml"), figures)
 
 
-def _decimal(text: str, spanish: bool) -> str:
-    """Spanish writes the decimal separator as a comma."""
-    return text.replace(".", ",") if spanish else text
-
-
 def _percent(value: float, spanish: bool = False) -> str:
-    return _decimal(percent(value), spanish)
+    return percent(value).replace(".", ",") if spanish else percent(value)
 
 
 def _number(value: float, digits: int = 3, spanish: bool = False) -> str:
-    return _decimal(f"{value:.{digits}f}", spanish)
+    return decimal(value, digits, "es" if spanish else "en")
 
 
 def summary(predictor: Any, meta: dict[str, Any]) -> tuple[str, str]:

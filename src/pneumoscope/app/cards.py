@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pneumoscope.app.text import DISCLAIMER, NO_HEATMAP_ONNX, SUBTYPE_NOTE, both
+from pneumoscope.app.text import DISCLAIMER, NO_HEATMAP_ONNX, SUBTYPE_NOTE, both, both_numbers
 
 log = logging.getLogger("pneumoscope.app")
 
@@ -76,8 +76,8 @@ def result_card(prediction: Any, name: str | None = None) -> str:
         f'<div class="ps-mark" style="left:{threshold:.1f}%"></div></div>'
     )
     figures = (
-        f'<div class="ps-prob">{both("pneumonia probability")} <b id="ps-probability">{probability:.3f}</b> '
-        f'({both("threshold")} <span id="ps-threshold">{prediction.threshold:.3f}</span>)</div>{bar}'
+        f'<div class="ps-prob">{both("pneumonia probability")} <b>{both_numbers(probability, 3, "ps-probability")}</b> '
+        f'({both("threshold")} {both_numbers(prediction.threshold, 3, "ps-threshold")})</div>{bar}'
     )
     if not prediction.is_chest_xray:
         from pneumoscope.inference.prediction import NOT_A_DIAGNOSIS

@@ -108,6 +108,20 @@ def spanish(english: str) -> str:
     return english
 
 
+def decimal(value: float, digits: int, language: str = "en") -> str:
+    """A number as each language writes it: 0.594 in English, 0,594 in Spanish (as the About tab
+    and the subtype pattern already did), so one card never mixes the two marks."""
+    text = f"{value:.{digits}f}"
+    return text.replace(".", ",") if language == "es" else text
+
+
+def both_numbers(value: float, digits: int, element_id: str) -> str:
+    """A number in both languages' marks; the English span keeps ``element_id``, the Spanish one
+    ``element_id-es`` (the page's CSS shows the one matching ``<html lang>``)."""
+    return (f'<span class="ps-en" id="{element_id}">{decimal(value, digits)}</span>'
+            f'<span class="ps-es" lang="es" id="{element_id}-es">{decimal(value, digits, "es")}</span>')
+
+
 def both(english: str) -> str:
     """A phrase as HTML in both languages; the page's CSS shows the one matching ``<html lang>``."""
     return (f'<span class="ps-en">{html.escape(english)}</span>'

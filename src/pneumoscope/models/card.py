@@ -138,6 +138,10 @@ def _training_lines(training: dict[str, Any], config_yaml: str) -> str:
             "frozen: the pneumonia output is the network's, unchanged.")
 
 
+_FIT_ON = {"stressed": "; the Gaussian fitted on the training films with one stressed copy each, a crop, a zoom-out, "
+                       "noise..., so the shifts the model is built to survive lie inside it"}
+
+
 def _ood_text(ood: dict[str, Any]) -> str:
     """The check's lines: two zones (older models) or three."""
     if ood.get("caution_distance") is None:
@@ -149,7 +153,7 @@ def _ood_text(ood: dict[str, Any]) -> str:
                      for name, z in ood.get("zones", {}).items())
     return (f"Images in colour, of absurd shape or inverted are refused. Otherwise the network's features decide,\n"
             f"by their Mahalanobis distance from the training films' (the root mean square over the members'\n"
-            f"feature blocks), in three zones: up to **{ood['caution_distance']:.1f}** the answer is given; up to\n"
+            f"feature blocks{_FIT_ON.get(ood.get('fit_on', 'clean'), '')}), in three zones: up to **{ood['caution_distance']:.1f}** the answer is given; up to\n"
             f"**{ood['distance_threshold']:.1f}** it is given with a caution naming the distance (a film from another\n"
             f"series lands there); beyond, the image is refused as not a chest X-ray. Rule: {ood.get('rule')}.\n\n"
             "Genuine films, as fitted (`pneumoscope train`; the corpora of non-X-rays are measured by `bench/ood.py`, below):\n\n"
