@@ -170,12 +170,13 @@ def test_bundled_model_ignores_framing(model_path: Path, predictor, chest_xray: 
 
 
 def test_original_and_its_224_copy_get_the_same_label(predictor, originals: Path, chest_xray: Path) -> None:
-    """One resize for all inputs: a full-resolution original, stretched to the square by the loader,
-    reaches the network as its 224 px training copy did (which is itself a quality-75 JPEG).
+    """One resize for all inputs: a full-resolution original, stretched to the square by the loader
+    and re-encoded as the training copies were, reaches the network as its 224 px training copy did
+    (which is itself a quality-75 JPEG).
 
-    Measured on the bundled model (full-resolution JPEGs decoded at 2x the network's size): 45 of
-    48 agree, median |difference| 0.004; the three that do not score within 0.12 of the threshold
-    on both sides (README, "One resize for every input")."""
+    Issue 20's bar: the same label on all 48, no probability more than 0.1 apart. The bundled
+    ensemble gives the same label to 48 of 48 (the former single network: 45); its largest gap is
+    0.141 (README, "One resize for every input"), so the gap is held at that, not yet at 0.1."""
     disagree, gaps = [], []
     for cls in ("NORMAL", "PNEUMONIA"):
         for path in sorted((originals / cls).iterdir()):
@@ -184,7 +185,6 @@ def test_original_and_its_224_copy_get_the_same_label(predictor, originals: Path
             gaps.append(abs(full.probability - copy.probability))
             if full.label != copy.label:
                 disagree.append((path.name, full.probability, copy.probability))
-    assert len(disagree) <= 3, f"original and 224 px copy disagree on {disagree}"
-    for name, full, copy in disagree:
-        assert max(abs(full - predictor.threshold), abs(copy - predictor.threshold)) < 0.15, name
+    assert not disagree, f"original and 224 px copy disagree on {disagree}"
+    assert max(gaps) <= 0.15, max(gaps)
     assert np.median(gaps) < 0.01, gaps

@@ -97,7 +97,7 @@ def build_app(predictor: Any, upload_dir: Path, examples: str | Path | None = No
                     card = gr.HTML(elem_id="ps-result")
                     picture = gr.HTML(elem_id="ps-picture")
                     with gr.Accordion(key("api_result"), open=False):
-                        result = gr.JSON(label="result", elem_id="ps-json")
+                        result = gr.JSON(label=key("result"), elem_id="ps-json")
             state = gr.State(None, time_to_live=900)
             button.click(
                 app.predict_one, [upload, show, opacity], [card, picture, result, state, upload],

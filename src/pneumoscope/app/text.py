@@ -155,6 +155,7 @@ FIXED: dict[str, tuple[str, str]] = {
     "batch_upload": ("Many chest X-rays (PNG, JPEG or DICOM)", "Varias radiografías de tórax (PNG, JPEG o DICOM)"),
     "predict_all": ("Predict all", "Predecir todas"),
     "results": ("results", "resultados"),
+    "result": ("result", "resultado"),
     "batch_note": ("Find a file or a label with the search box above the table; the CSV below holds every row. "
                    "Labels and columns stay in English, as in the CSV.",
                    "Busque un archivo o una etiqueta con el cuadro de búsqueda sobre la tabla; el CSV de abajo "
