@@ -44,6 +44,10 @@ def test_bundled_figures_in_the_docs_are_the_models() -> None:
     section = README.split("### Films from other series: the bundled ensemble", 1)[1].split("### ", 1)[0]
     assert f"**threshold {meta['threshold']:.3f}**" in section
     assert f"AUC **{validation['auc']:.4f}**" in section
+    ood = meta["ood"]  # the check's lines and the pool's refusals, as fitted
+    assert f"Caution beyond **{ood['caution_distance']:.1f}**" in section
+    assert f"refusal beyond\n**{ood['distance_threshold']:.1f}**" in section
+    assert f"**{100 * ood['zones']['stressed_pool']['refused']:.1f} %**" in section
     api = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
     quoted = {float(value) for value in re.findall(r"'threshold': ([0-9.]+)", api)}
     assert quoted == {meta["threshold"]}, quoted
