@@ -183,20 +183,24 @@ def load_image(source: ImageSource, size: int = 224, *, max_pixels: int = DEFAUL
     return resize_square(decode_image(source, max_pixels=max_pixels, reduce_to=size).grey, size)
 
 
+def read_file(path: Path) -> bytes:
+    """A local file's bytes, or the loader's message naming what is wrong (missing, not a file,
+    unreadable): one wording for every engine that reads files (the Ray pipeline too)."""
+    if not path.exists():
+        raise ImageLoadError(f"file not found: {path.name}")
+    if not path.is_file():
+        raise ImageLoadError(f"not a file: {path.name}")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageLoadError(f"cannot read {path.name}: {exc.strerror}") from None
+
+
 def _read_bytes(source: str | Path | bytes | bytearray) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray)):
         data, name = bytes(source), ""
     else:
-        path = Path(source)
-        if not path.exists():
-            raise ImageLoadError(f"file not found: {path.name}")
-        if not path.is_file():
-            raise ImageLoadError(f"not a file: {path.name}")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ImageLoadError(f"cannot read {path.name}: {exc.strerror}") from None
-        name = path.name
+        data, name = read_file(Path(source)), Path(source).name
     if not data:
         raise EmptyImageError("file is empty (0 bytes)")
     return data, name

@@ -34,7 +34,7 @@ import ray
 from ray.data import Datasink, Dataset
 
 from pneumoscope.config import ScaleConfig
-from pneumoscope.data.images import DICOM_SUFFIXES
+from pneumoscope.data.images import DICOM_SUFFIXES, read_file
 from pneumoscope.errors import ImageLoadError, failure_message
 from pneumoscope.inference.batch import result_row
 from pneumoscope.inference.parts import RESULT_SCHEMA, rows_table, tally, write_part
@@ -56,15 +56,7 @@ def read_source(location: str) -> bytes:
     the loader's own messages (``file not found: NAME``), so their rows match the local engine's."""
     name = Path(location.split("://", 1)[-1]).name
     if not is_uri(location):
-        path = Path(location)
-        if not path.exists():
-            raise ImageLoadError(f"file not found: {name}")
-        if not path.is_file():
-            raise ImageLoadError(f"not a file: {name}")
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise ImageLoadError(f"cannot read {name}: {exc.strerror}") from None
+        return read_file(Path(location))
     from pyarrow import fs
 
     filesys, inner = filesystem(location)
