@@ -96,10 +96,14 @@ def summary(predictor: Any, meta: dict[str, Any]) -> tuple[str, str]:
         if stressed.get("sensitivity") is not None:
             lines.append(
                 (f"- Con las mismas placas alteradas como en otra adquisición (recorte, zoom, nitidez, contraste, "
-                 f"ruido...): sensibilidad {pct(stressed['sensitivity'])}, especificidad {pct(stressed['specificity'])}."
+                 f"ruido...): sensibilidad {pct(stressed['sensitivity'])}, especificidad {pct(stressed['specificity'])}, "
+                 "en las copias con las que se eligió el umbral (el informe de estrés, `pneumoscope stress`, sortea "
+                 "sus propias copias: sus cifras difieren en la última décima)."
                  if spanish else
                  f"- The same films altered as another acquisition would (crop, zoom, sharpness, contrast, "
-                 f"noise...): sensitivity {pct(stressed['sensitivity'])}, specificity {pct(stressed['specificity'])}.")
+                 f"noise...): sensitivity {pct(stressed['sensitivity'])}, specificity {pct(stressed['specificity'])}, "
+                 "on the copies the threshold was chosen on (the stress report, `pneumoscope stress`, draws its own "
+                 "copies: its figures differ in the last decimal).")
             )
         lines.append(
             ("- **No lo use** para diagnosticar ni tratar a nadie, ni con adultos, placas laterales, TAC u otra "
