@@ -106,12 +106,13 @@ def test_a_film_in_doubt_is_inverted_only_if_its_negative_reads_closer() -> None
     grey = np.full((224, 224), 200, dtype=np.uint8)
     grey[:, 100:124] = 60  # the centre darker than the sides: polarity says inverted
     film = DecodedImage(grey, (1800, 1400), 0.0, "JPEG")
-    assert needs_second_reading(film) and not needs_second_reading(DecodedImage(255 - grey, (1800, 1400), 0.0, "JPEG"))
+    assert needs_second_reading(film, 50.0, 80.0)
+    assert not needs_second_reading(DecodedImage(255 - grey, (1800, 1400), 0.0, "JPEG"), 50.0, 80.0)
     assert verdict(film, 50.0, 80.0, None).reasons == (INVERTED,)  # no second reading: polarity decides
     assert verdict(film, 50.0, 80.0, None, inverse_distance=40.0).reasons == (INVERTED,)
     assert verdict(film, 50.0, 80.0, None, inverse_distance=70.0).zone == "pass"  # an off-centre film
     colour = DecodedImage(grey, (1800, 1400), 40.0, "JPEG")
-    assert not needs_second_reading(colour)  # a photograph is not asked about anatomy
+    assert not needs_second_reading(colour, 50.0, 80.0)  # a photograph is not asked about anatomy
 
 
 def test_off_centre_films_are_not_called_inverted(predictor: Predictor, val_paths: list[str]) -> None:

@@ -51,23 +51,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _finalize(args: argparse.Namespace) -> int:
+    from pneumoscope.config import load_config, parse_record
     from pneumoscope.finalize import refinalize
 
-    threshold = None
+    threshold, ood = None, None
     command = "pneumoscope finalize --model " + args.model
     if args.threshold_from:
-        from pneumoscope.config import load_config
-
         threshold = load_config(args.threshold_from).threshold
         command += " --threshold-from " + args.threshold_from
-    ood = None
     if args.ood_from:
-        from pneumoscope.config import load_config
-
         ood = load_config(args.ood_from).ood
         command += " --ood-from " + args.ood_from
-    from pneumoscope.config import parse_record
-
     record = parse_record(refinalize(Path(args.model), command=command, threshold=threshold, ood=ood))
     val = record.validation
     print(f"{args.model}: threshold {record.threshold:.4f}, temperature {record.temperature:.3f}, "
@@ -139,6 +133,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.address or args.actors:
         raise UserError("--address and --actors are for --engine ray")
     from pneumoscope.inference.batch import run_batch
+    from pneumoscope.inference.distributed import is_parquet
     from pneumoscope.inference.sources import is_uri, manifest_entries
 
     paths = list(args.paths) + manifest_entries(args.manifest or ())
@@ -146,7 +141,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise UserError("nothing to score: name files, folders or a --manifest")
     if any(is_uri(str(p)) for p in [*paths, args.out or ""]):
         raise UserError("storage URIs (file://, s3://, gs://) need --engine ray")
-    if args.out and str(args.out).rstrip("/").lower().endswith(".parquet"):
+    if is_parquet(args.out):
         raise UserError("Parquet output needs --engine ray; the local engine writes .csv, .json or .jsonl")
     return run_batch(
         paths, model=args.model, recursive=args.recursive, out=args.out,

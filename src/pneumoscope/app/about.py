@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pneumoscope.app.text import DISCLAIMER, DISCLAIMER_ES, decimal
+from pneumoscope.app.text import DISCLAIMER, DISCLAIMER_ES, decimal, decimal_mark
 from pneumoscope.markdown import percent
 
 FIGURES = (("confusion_matrix.png", "Confusion matrix"), ("roc.png", "ROC curve"), ("pr.png", "Precision-recall curve"))
@@ -55,7 +55,7 @@ def about_content(predictor: Any) -> About:
 
 
 def _percent(value: float, spanish: bool = False) -> str:
-    return percent(value).replace(".", ",") if spanish else percent(value)
+    return decimal_mark(percent(value), "es" if spanish else "en")
 
 
 def _number(value: float, digits: int = 3, spanish: bool = False) -> str:

@@ -82,7 +82,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
      "MONOCHROME1 leída al revés"),
     (re.compile(r"pattern more typical of (bacterial|viral) pneumonia \(p = ([\d.]+)\)"),
      lambda m: f"patrón más típico de neumonía {'bacteriana' if m[1] == 'bacterial' else 'vírica'} "  # type: ignore[list-item]
-               f"(p = {m[2].replace('.', ',')})"),
+               f"(p = {decimal_mark(m[2], 'es')})"),
     (re.compile(r"Grad-CAM for the label (NORMAL|PNEUMONIA): the regions whose features (raised|lowered) the "
                 r"pneumonia score, relative to this image's strongest region \(where the model looked, not a map "
                 r"of disease\)"),
@@ -108,11 +108,15 @@ def spanish(english: str) -> str:
     return english
 
 
-def decimal(value: float, digits: int, language: str = "en") -> str:
-    """A number as each language writes it: 0.594 in English, 0,594 in Spanish (as the About tab
-    and the subtype pattern already did), so one card never mixes the two marks."""
-    text = f"{value:.{digits}f}"
+def decimal_mark(text: str, language: str) -> str:
+    """A number already written in English (``0.594``, ``95.4 %``) with the language's decimal mark:
+    the comma in Spanish. One rule for the card, the subtype pattern and the About tab."""
     return text.replace(".", ",") if language == "es" else text
+
+
+def decimal(value: float, digits: int, language: str = "en") -> str:
+    """A number as each language writes it: 0.594 in English, 0,594 in Spanish."""
+    return decimal_mark(f"{value:.{digits}f}", language)
 
 
 def both_numbers(value: float, digits: int, element_id: str) -> str:

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 from pneumoscope.data.decoding import DECODE_TIMEOUT_S, Job, close_pool, default_workers, start_pool, stream
 from pneumoscope.data.images import IMAGE_SUFFIXES
+from pneumoscope.errors import UserError
 from pneumoscope.inference.prediction import ERROR_LABEL, REFUSED_LABEL, Prediction
 from pneumoscope.inference.prepare import PreparedImage, prepare_image
 
@@ -104,8 +105,6 @@ def output_kind(out: str | Path | None) -> str:
     """``csv``, ``json`` or ``jsonl`` from the file name (CSV when no file: stdout)."""
     suffix = Path(out).suffix.lower() if out else ".csv"
     if suffix not in (".csv", ".json", ".jsonl"):
-        from pneumoscope.errors import UserError
-
         raise UserError(f"--out must end in .csv, .json or .jsonl, not {suffix or 'nothing'}")
     return suffix[1:]
 
@@ -151,14 +150,35 @@ class _HeatmapWriter:
             return None
         from pneumoscope.inference.explain import annotated
 
-        stem = Path(path).stem
-        name, index = f"{stem}_gradcam.png", 1
-        while name in self.used:
-            name, index = f"{stem}-{index}_gradcam.png", index + 1
-        self.used.add(name)
+        name = heatmap_name(Path(path).stem, self.used)
         annotated(prediction.overlay, prediction.label, prediction.probability, prediction.threshold).save(
             self.folder / name)
         return str(self.folder / name)
+
+
+def heatmap_name(stem: str, used: set[str]) -> str:
+    """``<stem>_gradcam.png``, or ``<stem>-1_gradcam.png``... when taken; recorded in ``used``.
+    One naming for both engines, so a map is found under the same name whichever scored it."""
+    name, index = f"{stem}_gradcam.png", 1
+    while name in used:
+        name, index = f"{stem}-{index}_gradcam.png", index + 1
+    used.add(name)
+    return name
+
+
+def listing_notes(inputs: Sequence[str | Path], found: int, skipped: int) -> None:
+    """The notes of a listing (subfolders left out), and the error when it found no image at all."""
+    if skipped:
+        print(f"note: skipped {skipped} subfolder(s); pass --recursive to include them", file=sys.stderr)
+    if not found:
+        raise UserError("no images found (PNG, JPEG, BMP, TIFF, GIF, WEBP or DICOM) in " + ", ".join(map(str, inputs)))
+
+
+def summary_line(files: int, failed: int, flagged: int, cautioned: int, out: str | Path | None) -> str:
+    """The one line both engines end with."""
+    where = f" -> {out}" if out else ""
+    return (f"{files} file(s): {files - failed} scored, {failed} failed, "
+            f"{flagged} not like a chest X-ray, {cautioned} answered with a caution{where}")
 
 
 def _prepare(path: str, size: int, keep_display: bool) -> PreparedImage:
@@ -191,7 +211,6 @@ def run_batch(
     """
     from tqdm import tqdm
 
-    from pneumoscope.errors import UserError
     from pneumoscope.inference.predictor import Predictor
 
     if batch_size < 1:
@@ -201,10 +220,7 @@ def run_batch(
     empty = [str(p) for p in paths if Path(p).is_dir() and not any(Path(f).is_relative_to(Path(p)) for f in files)]
     if empty and len(empty) < len(paths):  # alone, they are the error below
         print(f"note: no images found in {', '.join(empty)}", file=sys.stderr)
-    if skipped:
-        print(f"note: skipped {skipped} subfolder(s); pass --recursive to include them", file=sys.stderr)
-    if not files:
-        raise UserError("no images found (PNG, JPEG, BMP, TIFF, GIF, WEBP or DICOM) in " + ", ".join(map(str, paths)))
+    listing_notes(paths, len(files), skipped)
     rows = RowWriter(out)
     workers = workers if workers is not None else default_workers()
     pool = start_pool(workers, len(files))
@@ -244,13 +260,9 @@ def run_batch(
     finally:
         close_pool(pool)
         rows.close()
-    where = f" -> {rows.path}" if rows.path else ""
-    print(
-        f"{len(files)} file(s): {len(files) - failed} scored, {failed} failed, "
-        f"{flagged} not like a chest X-ray, {cautioned} answered with a caution{where}",
-        file=sys.stderr,
-    )
+    print(summary_line(len(files), failed, flagged, cautioned, rows.path), file=sys.stderr)
     return 1 if failed else 0
 
 
-__all__ = ["COLUMNS", "RowWriter", "decoded_stream", "expand_paths", "result_row", "run_batch"]
+__all__ = ["COLUMNS", "RowWriter", "decoded_stream", "expand_paths", "heatmap_name", "listing_notes", "result_row",
+           "run_batch", "summary_line"]

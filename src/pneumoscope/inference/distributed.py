@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from pneumoscope.config import ScaleConfig
 from pneumoscope.errors import UserError
-from pneumoscope.inference.batch import COLUMNS, RowWriter, output_kind
+from pneumoscope.inference.batch import COLUMNS, RowWriter, listing_notes, output_kind, summary_line
 from pneumoscope.inference.sources import Source, is_uri, list_sources, manifest_entries
 
 MISSING_RAY = 'the Ray engine needs Ray and pyarrow, which are not installed: pip install "pneumoscope[scale]"'
@@ -98,7 +98,6 @@ def run_ray(
     names = dict(zip((s.path for s in sources), ray_pipeline.heatmap_names(s.path for s in sources)))
     todo = [s for s in sources if s.path not in done]
     resumed = len(sources) - len(todo)
-    where = f" -> {out_text}" if out_text else ""
     if resumed:
         print(f"note: {resumed} of {len(sources)} input(s) already have a row in {out_text}: skipped", file=sys.stderr)
     if not todo:
@@ -145,13 +144,9 @@ def run_ray(
     if missing:  # never expected: Ray retries what dies. Said loudly rather than passed over.
         print(f"error: {len(missing)} input(s) got no row (e.g. {missing[0]}); rerun the same command to score them",
               file=sys.stderr)
-    failed = counts["failed"]
-    print(
-        f"{counts['files']} file(s): {counts['files'] - failed} scored, {failed} failed, "
-        f"{counts['flagged']} not like a chest X-ray, {counts['cautioned']} answered with a caution{where}",
-        file=sys.stderr,
-    )
-    return 1 if failed or missing else 0
+    print(summary_line(counts["files"], counts["failed"], counts["flagged"], counts["cautioned"], out_text),
+          file=sys.stderr)
+    return 1 if counts["failed"] or missing else 0
 
 
 def _sources(inputs: list[str | Path], recursive: bool) -> list[Source]:
@@ -159,10 +154,7 @@ def _sources(inputs: list[str | Path], recursive: bool) -> list[Source]:
     if not inputs:
         raise UserError("nothing to score: name files, folders, URIs or a --manifest")
     sources, skipped = list_sources(inputs, recursive)
-    if skipped:
-        print(f"note: skipped {skipped} subfolder(s); pass --recursive to include them", file=sys.stderr)
-    if not sources:
-        raise UserError("no images found (PNG, JPEG, BMP, TIFF, GIF, WEBP or DICOM) in " + ", ".join(map(str, inputs)))
+    listing_notes(inputs, len(sources), skipped)
     return sources
 
 

@@ -89,13 +89,24 @@ def image_reasons(decoded: DecodedImage) -> list[str]:
     return reasons
 
 
-def needs_second_reading(decoded: DecodedImage) -> bool:
-    """Whether a film's polarity is in doubt, so its negative must be scored too.
+def _reads_inverted(decoded: DecodedImage, far: bool) -> bool:
+    """The polarity rule: below zero, or clearly below when the features are already far (noise
+    scores about 0, an inverted film well below)."""
+    return polarity(decoded.grey) < (CLEARLY_INVERTED if far else MIN_POLARITY)
+
+
+def _far(distance: float | None, threshold: float | None) -> bool:
+    return distance is not None and threshold is not None and distance > threshold
+
+
+def needs_second_reading(decoded: DecodedImage, distance: float | None, threshold: float | None) -> bool:
+    """Whether :func:`verdict` would call this film inverted on polarity alone, so its negative
+    must be scored too.
 
     The polarity score reads the spine in the central strip; a film framed off-centre (a crop that
     leaves the spine at a third of the width) scores below zero without being inverted. Only such
     films, a few in a hundred uploads, pay for a second pass through the network."""
-    return not image_reasons(decoded) and polarity(decoded.grey) < MIN_POLARITY
+    return not image_reasons(decoded) and _reads_inverted(decoded, _far(distance, threshold))
 
 
 def verdict(
@@ -117,15 +128,14 @@ def verdict(
     every non-X-ray corpus the project holds lies beyond ``threshold`` (bench/ood.py)."""
     file_reasons = image_reasons(decoded)
     reasons = list(file_reasons)
-    if distance is not None and threshold is not None and distance > threshold:
+    if _far(distance, threshold):
         reasons.append(
             f"the network's features are far from any chest X-ray it was trained on "
             f"(distance {distance:.0f} > {threshold:.0f})"
         )
     if not file_reasons:  # a grey film of a plausible shape: is its anatomy upside down?
-        far = bool(reasons)
         negative_reads_better = inverse_distance is None or distance is None or inverse_distance < distance
-        if polarity(decoded.grey) < (CLEARLY_INVERTED if far else MIN_POLARITY) and negative_reads_better:
+        if _reads_inverted(decoded, far=bool(reasons)) and negative_reads_better:
             reasons.insert(0, INVERTED)
     if reasons or distance is None or threshold is None or caution is None or distance <= caution:
         return OODVerdict(not reasons, tuple(reasons), distance)

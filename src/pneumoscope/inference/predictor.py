@@ -207,7 +207,8 @@ class Predictor:
         pass for those few only (``ood.needs_second_reading``)."""
         if scores.distances is None:
             return {}
-        doubtful = [index for index, item in enumerate(chunk) if needs_second_reading(item.facts())]
+        doubtful = [index for index, item in enumerate(chunk)
+                    if needs_second_reading(item.facts(), float(scores.distances[index]), self.ood_threshold)]
         if not doubtful:
             return {}
         distances = self.scorer.score(255 - pixels[doubtful]).distances

@@ -36,7 +36,7 @@ from ray.data import Datasink, Dataset
 from pneumoscope.config import ScaleConfig
 from pneumoscope.data.images import DICOM_SUFFIXES, read_file
 from pneumoscope.errors import ImageLoadError, failure_message
-from pneumoscope.inference.batch import result_row
+from pneumoscope.inference.batch import heatmap_name, result_row
 from pneumoscope.inference.parts import RESULT_SCHEMA, rows_table, tally, write_part
 from pneumoscope.inference.prepare import PreparedImage, prepare_image
 from pneumoscope.inference.sources import Source, filesystem, is_uri
@@ -161,15 +161,7 @@ def heatmap_names(paths: Iterable[str]) -> list[str]:
     fixed from the whole input list on the driver (actors cannot see each other's names), so a
     resumed run names each input's map as the first run did."""
     used: set[str] = set()
-    names = []
-    for path in paths:
-        stem = Path(path.split("://", 1)[-1]).stem
-        name, index = f"{stem}_gradcam.png", 1
-        while name in used:
-            name, index = f"{stem}-{index}_gradcam.png", index + 1
-        used.add(name)
-        names.append(name)
-    return names
+    return [heatmap_name(Path(path.split("://", 1)[-1]).stem, used) for path in paths]
 
 
 # ------------------------------------------------------------------ write (a datasink)
