@@ -225,6 +225,23 @@ def test_predict_batch(app: App, normal_original: Path, pneumonia_original: Path
     assert app.predict_batch([]) == ([], None)
 
 
+def test_the_batch_tab_shows_a_table_per_language(app: App, normal_original: Path, odd_files: dict[str, Path]) -> None:
+    """The page's Batch tab: the same rows in English and in Spanish, and the English CSV (issue 23)."""
+    files = [normal_original, odd_files["photo"], odd_files["garbage"]]
+    english, spanish, csv_path = app.predict_batch_page([str(upload_copy(app, path)) for path in files])
+    expected = app.predictor.predict(normal_original)
+    assert english[0][1] == expected.label and english[0][2] == pytest.approx(expected.probability, abs=1e-4)
+    assert spanish[0][1] == {"NORMAL": "NORMAL", "PNEUMONIA": "NEUMONÍA"}[expected.label]
+    assert spanish[0][2] == f"{expected.probability:.4f}".replace(".", ",")
+    assert [row[1] for row in english[1:]] == [NOT_XRAY_LABEL, "ERROR"]
+    assert [row[1] for row in spanish[1:]] == ["NO ES UNA RADIOGRAFÍA DE TÓRAX", "ERROR"]
+    assert "colour" in english[1][4] and "la imagen está en color" in spanish[1][4]
+    assert spanish[2][4].startswith("el archivo no es una imagen legible")
+    with open(csv_path, newline="", encoding="utf-8") as handle:  # the CSV stays English, for programs
+        assert [row["label"] for row in csv.DictReader(handle)] == [row[1] for row in english]
+    assert app.predict_batch_page([]) == ([], [], None)
+
+
 def test_batch_uploads_are_deleted_even_when_scoring_fails(app: App, normal_original: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     uploaded = [upload_copy(app, normal_original), upload_copy(app, normal_original)]  # one file sent twice
@@ -244,9 +261,14 @@ def test_about_leads_with_a_summary_then_card_config_and_figures(predictor: Pred
     folder = Path(predictor.model_path)
     assert (folder / "MODEL_CARD.md").read_text(encoding="utf-8") == about.card
     assert (folder / "config.yaml").read_text(encoding="utf-8") == about.config
-    for name in ("confusion_matrix.png", "roc.png", "pr.png"):
-        assert (folder / "figures" / name).is_file(), name
-    assert about.figures.count("data:image/png;base64,") == 3
+    # The figures, each drawn in both languages, the page's CSS showing the one of <html lang> (issue 23).
+    for stem in ("confusion_matrix", "roc", "pr"):
+        for name in (f"{stem}.png", f"{stem}_es.png"):
+            assert (folder / "figures" / name).is_file(), name
+        assert f'<img class="ps-en" lang="en" id="ps-figure-{stem}"' in about.figures
+        assert f'<img class="ps-es" lang="es" id="ps-figure-{stem}-es"' in about.figures
+    assert about.figures.count("data:image/png;base64,") == 6
+    assert 'title="Curva ROC"' in about.figures and 'title="ROC curve"' in about.figures
     english, spanish = about.summary
     validation = json.loads((folder / "model.json").read_text())["validation"]
     # The summary's figures are the model's own, in each language's number format.
@@ -256,6 +278,32 @@ def test_about_leads_with_a_summary_then_card_config_and_figures(predictor: Pred
     # Its stressed figures are the fitted pool's; it says why the stress report's differ (issue 23).
     assert "the stress report" in english and "el informe de estrés" in spanish
     assert len(english) < 1400, "a summary, not the card"
+
+
+def test_bundled_about_figures_are_what_evaluate_drew(predictor: Predictor) -> None:
+    """The model folder's figures are copies of ``pneumoscope evaluate``'s on the validation split
+    (the README's command), in every language it draws them."""
+    from pneumoscope.languages import LANGUAGES, PAGE_FIGURES, figure_file
+
+    evaluated = Path(__file__).resolve().parent.parent / "docs" / "evaluation_val_split"
+    for stem in PAGE_FIGURES:
+        for language in LANGUAGES:
+            name = figure_file(stem, language)
+            bundled = Path(predictor.model_path) / "figures" / name
+            assert bundled.read_bytes() == (evaluated / name).read_bytes(), name
+
+
+def test_a_model_folder_with_english_figures_only_shows_them_in_both_languages(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from pneumoscope.evaluation.figures import plot_roc
+
+    plot_roc([("m", np.array([0, 1, 1]), np.array([0.2, 0.7, 0.4]), 0.5)], tmp_path / "figures" / "roc.png")
+    about = about_content(SimpleNamespace(model_path=tmp_path, name="m", threshold=0.5))
+    assert about.figures.count("<img") == 1 and "ps-en" not in about.figures  # unclassed: shown to both
+    assert 'id="ps-figure-roc"' in about.figures
 
 
 def test_example_files_take_turns_between_classes(originals: Path) -> None:

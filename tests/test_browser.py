@@ -87,6 +87,59 @@ def _screenshot(page, name: str) -> None:
         page.screenshot(path=str(Path(folder) / name), full_page=True)
 
 
+def _batch_files(originals: list[Path], folder: Path) -> dict[str, Path]:
+    """The batch of issue 23: real originals, a film the check refuses (a colour photograph) and an
+    empty file."""
+    from PIL import Image
+
+    photo = folder / "holiday.png"
+    Image.fromarray(colour_photo()).save(photo)
+    empty = folder / "empty.png"
+    empty.write_bytes(b"")
+    return {**{path.name: path for path in originals}, "photo": photo, "empty": empty}
+
+
+def _run_batch(page, files: list[Path], tab: str) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name=tab).click()
+    page.locator("#ps-batch-upload input[type=file]").set_input_files([str(path) for path in files])
+    for path in files:
+        expect(page.locator("#ps-batch-upload")).to_contain_text(path.stem)
+    page.click("#ps-batch-run")
+    expect(page.locator("#ps-csv")).to_contain_text(".csv")
+
+
+def _csv_rows(page) -> dict[str, dict[str, str]]:
+    """The CSV the page offers for download, by file name."""
+    import csv
+    import io
+
+    href = page.locator("#ps-csv a[href]").first.evaluate("a => a.href")  # absolute
+    body = page.request.get(href).text()
+    return {row["path"]: row for row in csv.DictReader(io.StringIO(body))}
+
+
+def _table_rows(page, element_id: str) -> dict[str, list[str]]:
+    """The table's visible rows, by file name (its first cell)."""
+    rows = page.locator(f"#{element_id} [role=row][data-index]").evaluate_all(
+        "rows => rows.map(row => [...row.querySelectorAll('[role=gridcell]')].map(cell => cell.textContent.trim()))")
+    return {cells[0]: cells for cells in rows if cells and cells[0]}
+
+
+def _switch_to_english(page) -> None:
+    """Gradio's language setting (page footer), from Spanish to English; then its panel is closed
+    (its first button), which would otherwise cover the page."""
+    from playwright.sync_api import expect
+
+    page.locator("footer").get_by_text("Configuración").click()
+    page.get_by_role("combobox", name=re.compile("Idioma|Language")).click()
+    page.get_by_role("option", name="English").first.click()
+    page.keyboard.press("Escape")
+    page.get_by_role("dialog").locator("button").first.click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+
+
 def _upload_and_predict(page, path: Path) -> None:
     from playwright.sync_api import expect
 
@@ -177,20 +230,27 @@ def test_example_click_predicts_and_keeps_the_original(page, served, originals: 
 def test_batch_table_and_csv(page, served, some_originals: list[Path], tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
+    odd = _batch_files([], tmp_path)
     broken = tmp_path / "not-an-xray.png"
     broken.write_bytes(b"no pixels here")
-    files = [*some_originals, broken]
-    page.get_by_role("tab", name="Batch").click()
-    page.locator("#ps-batch-upload input[type=file]").set_input_files([str(path) for path in files])
-    for path in files:
-        expect(page.locator("#ps-batch-upload")).to_contain_text(path.stem)
-    page.click("#ps-batch-run")
+    files = [*some_originals, broken, odd["photo"], odd["empty"]]
+    _run_batch(page, files, "Batch")
     expect(page.locator("#ps-table")).to_contain_text("ERROR")
-    table = page.inner_text("#ps-table")
+    expect(page.locator("#ps-table-es")).to_be_hidden()  # the Spanish table is there for a Spanish page only
+    expect(page.locator("#ps-table thead")).to_contain_text(re.compile(r"file.*label.*probability.*pattern.*warnings",
+                                                                       re.S))
+    table = _table_rows(page, "ps-table")
     for path in some_originals:
-        assert path.name in table
-        assert served.app.predictor.predict(path).label in table
-    expect(page.locator("#ps-csv")).to_contain_text(".csv")
+        expected = served.app.predictor.predict(path)
+        assert table[path.name][1] == expected.label
+        assert table[path.name][2] == f"{expected.probability:.4f}".rstrip("0").rstrip(".")  # 0.0217 as written
+    # One answer in the table and its CSV: a refused film and an unreadable file (issue 23, item 5).
+    assert table["holiday.png"][1] == "NOT A CHEST X-RAY" and table["holiday.png"][2] == ""
+    assert "the image is in colour" in table["holiday.png"][4]
+    assert table["empty.png"][1] == "ERROR" and table["empty.png"][4] == "file is empty (0 bytes)"
+    csv_rows = _csv_rows(page)
+    assert {name: row["label"] for name, row in csv_rows.items()} == {name: cells[1] for name, cells in table.items()}
+    assert csv_rows["holiday.png"]["raw_label"] in ("NORMAL", "PNEUMONIA")  # the network's output, named as such
     _screenshot(page, "batch.png")
 
     # Sortable: the header's menu sorts by probability, highest first.
@@ -219,9 +279,12 @@ def test_about_tab_leads_with_a_summary(page, served) -> None:
     page.locator("#ps-card-section").get_by_text("Model card").click()
     expect(page.locator("#ps-card")).to_contain_text("Model card")
     expect(page.locator("#ps-config")).to_be_hidden()
-    # ROC and PR drawn square.
-    figures = page.locator("#ps-figures img")
+    # The English figures (each is drawn in both languages), ROC and PR drawn square.
+    expect(page.locator("#ps-figure-roc")).to_be_visible()
+    expect(page.locator("#ps-figure-roc-es")).to_be_hidden()
+    figures = page.locator("#ps-figures img:visible")
     expect(figures).to_have_count(3)
+    assert [figures.nth(i).get_attribute("lang") for i in range(3)] == ["en"] * 3
     for index in range(3):
         width, height = figures.nth(index).evaluate("img => [img.naturalWidth, img.naturalHeight]")
         if index > 0:
@@ -251,11 +314,64 @@ def test_page_in_spanish_and_the_switch_back(spanish_page, served, pneumonia_ori
         expect(page.locator("#ps-subtype")).to_contain_text("Patrón más típico de neumonía", use_inner_text=True)
     _screenshot(page, "single_es.png")
 
-    page.locator("footer").get_by_text("Configuración").click()
-    page.get_by_role("combobox", name=re.compile("Idioma|Language")).click()
-    page.get_by_role("option", name="English").first.click()
-    page.keyboard.press("Escape")
+    _switch_to_english(page)
     expect(page.locator("#ps-predict")).to_have_text("Predict")
     expect(page.locator("#ps-label")).to_have_text(expected.label, use_inner_text=True)
     expect(page.locator("#ps-result")).to_contain_text("pneumonia probability", use_inner_text=True)
     expect(page.locator("#ps-probability")).to_have_text(f"{expected.probability:.3f}")  # the same answer
+
+
+def test_batch_and_about_in_spanish(spanish_page, served, some_originals: list[Path], tmp_path: Path) -> None:
+    """A Spanish page's Batch table is Spanish (columns, labels, warnings, decimal commas) while its
+    CSV stays English; the About tab's figures are the Spanish ones (issue 23, items 1, 2, 3 and 5).
+    Gradio's language switch re-labels both without predicting again."""
+    from playwright.sync_api import expect
+
+    page = spanish_page
+    odd = _batch_files(some_originals[-2:], tmp_path)
+    _run_batch(page, list(odd.values()), "Lote")
+    expect(page.locator("#ps-table-es")).to_contain_text("ERROR")
+    expect(page.locator("#ps-table")).to_be_hidden()
+    expect(page.locator("#ps-table-es thead")).to_contain_text(
+        re.compile(r"archivo.*etiqueta.*probabilidad.*patrón.*avisos", re.S))
+    table = _table_rows(page, "ps-table-es")
+    spanish_labels = {"NORMAL": "NORMAL", "PNEUMONIA": "NEUMONÍA"}
+    for path in some_originals[-2:]:
+        expected = served.app.predictor.predict(path)
+        assert table[path.name][1] == spanish_labels[expected.label]
+        assert table[path.name][2] == f"{expected.probability:.4f}".replace(".", ",")  # the decimal comma
+        if expected.subtype:
+            assert table[path.name][3].startswith("patrón más típico de neumonía"), table[path.name][3]
+            assert "," in table[path.name][3] and "." not in table[path.name][3]
+    assert table["holiday.png"][1] == "NO ES UNA RADIOGRAFÍA DE TÓRAX" and table["holiday.png"][2] == ""
+    assert "la imagen está en color" in table["holiday.png"][4]
+    assert table["empty.png"][1] == "ERROR" and table["empty.png"][4] == "el archivo está vacío (0 bytes)"
+    shown = page.inner_text("#ps-table-es tbody")
+    for english in ("NOT A CHEST X-RAY", "PNEUMONIA", "pattern", "colour", "file is empty"):
+        assert english not in shown, english
+    # The CSV is for programs: English, and the same answer as the table.
+    csv_rows = _csv_rows(page)
+    assert csv_rows["holiday.png"]["label"] == "NOT A CHEST X-RAY" and csv_rows["empty.png"]["label"] == "ERROR"
+    assert csv_rows[some_originals[-1].name]["label"] == served.app.predictor.predict(some_originals[-1]).label
+    _screenshot(page, "batch_es.png")
+
+    page.get_by_role("tab", name="Sobre el modelo").click()
+    expect(page.locator("#ps-summary")).to_contain_text("No lo use")
+    figures = page.locator("#ps-figures img:visible")
+    expect(figures).to_have_count(3)
+    assert [figures.nth(i).get_attribute("lang") for i in range(3)] == ["es"] * 3
+    assert figures.nth(1).get_attribute("alt") == "Curva ROC"
+    expect(page.locator("#ps-figure-roc")).to_be_hidden()
+    for index in range(3):
+        assert figures.nth(index).evaluate("img => img.naturalWidth") > 0
+    _screenshot(page, "about_es.png")
+
+    # Gradio's language switch: the English table and figures, from the same run.
+    _switch_to_english(page)
+    expect(page.locator("#ps-figure-roc")).to_be_visible()
+    expect(page.locator("#ps-figure-roc-es")).to_be_hidden()
+    page.get_by_role("tab", name="Batch").click()
+    expect(page.locator("#ps-table")).to_be_visible()
+    expect(page.locator("#ps-table-es")).to_be_hidden()
+    expect(page.locator("#ps-table")).to_contain_text("NOT A CHEST X-RAY")
+    assert _table_rows(page, "ps-table")["empty.png"][4] == "file is empty (0 bytes)"

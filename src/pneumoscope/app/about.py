@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pneumoscope.app.text import DISCLAIMER, DISCLAIMER_ES, decimal, decimal_mark
+from pneumoscope.app.text import DISCLAIMER, DISCLAIMER_ES, LANGUAGES, decimal, decimal_mark
+from pneumoscope.languages import PAGE_FIGURES, figure_file
 from pneumoscope.markdown import percent
-
-FIGURES = (("confusion_matrix.png", "Confusion matrix"), ("roc.png", "ROC curve"), ("pr.png", "Precision-recall curve"))
-"""Model-folder figures shown, when present (``figures/``), in this order."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +27,8 @@ class About:
     config: str
     """The training configuration (config.yaml), or empty."""
     figures: str
-    """The model folder's figures as inline HTML images, or empty."""
+    """The model folder's figures as inline HTML images, one per language (the page's CSS shows
+    the one of ``<html lang>``; a figure drawn in English only serves both), or empty."""
 
 
 def about_content(predictor: Any) -> About:
@@ -44,14 +43,29 @@ def about_content(predictor: Any) -> About:
     card = read("MODEL_CARD.md") or f"No model card found for `{name}` (a model card is the MODEL_CARD.md of a model folder)."
     meta = json.loads(read("model.json") or "{}")
     figures = ""
-    for file, title in FIGURES:
-        path = folder / "figures" / file if folder is not None else None
-        if path is not None and path.is_file():
-            uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
-            figures += f'<img src="{uri}" alt="{title}" title="{title}"/>'
+    if folder is not None:  # the model folder's figures/, when present, in PAGE_FIGURES' order
+        figures = "".join(_figure_html(folder / "figures", stem, titles) for stem, titles in PAGE_FIGURES.items())
     if figures:
         figures = f'<div class="ps-figures" id="ps-figures">{figures}</div>'
     return About(summary(predictor, meta), card, read("config.yaml"), figures)
+
+
+def _figure_html(folder: Path, stem: str, titles: tuple[str, ...]) -> str:
+    """One figure as an inline image per language, classed ``ps-en`` / ``ps-es`` for the page's
+    CSS; the English file alone serves both when the folder has no other language's."""
+    files = {language: folder / figure_file(stem, language) for language in LANGUAGES}
+    if not files["en"].is_file():
+        return ""
+    if not all(path.is_file() for path in files.values()):
+        return _image(files["en"], f"ps-figure-{stem}", titles[0])
+    return "".join(_image(files[language], f"ps-figure-{stem}" + ("" if language == "en" else f"-{language}"), title,
+                          language) for language, title in zip(LANGUAGES, titles))
+
+
+def _image(path: Path, element_id: str, title: str, language: str | None = None) -> str:
+    uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    shown = f' class="ps-{language}" lang="{language}"' if language else ""
+    return f'<img{shown} id="{element_id}" src="{uri}" alt="{title}" title="{title}"/>'
 
 
 def _percent(value: float, spanish: bool = False) -> str:

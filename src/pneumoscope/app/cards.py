@@ -57,7 +57,15 @@ def _file_line(name: str | None) -> str:
 
 def error_card(message: str, name: str | None = None) -> str:
     return (f'<div class="ps-card ps-error" id="ps-error">{_file_line(name)}<b>{both("Cannot read this file:")}</b> '
-            f"{html.escape(message)}</div>")
+            f"{both(message)}</div>")
+
+
+def refusal_reasons(prediction: Any) -> list[str]:
+    """Why a film is refused, as the page shows it (card and batch table): the check's reasons,
+    without ``NOT_A_DIAGNOSIS``, which the page says instead of a label."""
+    from pneumoscope.inference.prediction import NOT_A_DIAGNOSIS
+
+    return [reason for reason in prediction.warnings if reason != NOT_A_DIAGNOSIS]
 
 
 def notice_card(message: str) -> str:
@@ -80,10 +88,8 @@ def result_card(prediction: Any, name: str | None = None) -> str:
         f'({both("threshold")} {both_numbers(prediction.threshold, 3, "ps-threshold")})</div>{bar}'
     )
     if not prediction.is_chest_xray:
-        from pneumoscope.inference.prediction import NOT_A_DIAGNOSIS
-
         # The card's heading already says it is no chest X-ray; the bullets give the reasons only.
-        reasons = "".join(f"<li>{both(reason)}</li>" for reason in prediction.warnings if reason != NOT_A_DIAGNOSIS)
+        reasons = "".join(f"<li>{both(reason)}</li>" for reason in refusal_reasons(prediction))
         return (
             f'<div class="ps-card ps-warning" id="ps-warning">{_file_line(name)}'
             f"<b>{both('This does not look like a chest X-ray.')}</b> "

@@ -13,13 +13,11 @@ import numpy as np
 
 from pneumoscope import heap
 from pneumoscope.app.cards import api_result, error_card, images_html, notice_card, result_card, user_message
+from pneumoscope.app.table import Row, cells, make_row, tables
 from pneumoscope.app.text import NO_HEATMAP_NOT_XRAY, NO_HEATMAP_ONNX, NO_UPLOAD
 from pneumoscope.app.uploads import PendingUploads, Uploads, identity, path_of
 
 DEFAULT_OPACITY = 0.45
-HEADERS = ["file", "label", "probability", "pattern", "warnings"]
-"""The Batch tab's table, a view of the CSV (``pneumoscope predict``'s columns): ``probability``
-is empty for a file that is not a chest X-ray (its raw output is no result)."""
 
 
 class SingleResult(NamedTuple):
@@ -111,12 +109,23 @@ class App:
             self.discard(path, seen)
 
     def predict_batch(self, images: list[Any] | None) -> tuple[list[list[Any]], str | None]:
-        """Many files -> (table rows: ``HEADERS``; every row as a CSV file, in ``pneumoscope
-        predict``'s columns), through the Predictor's one batch loop.
+        """``/predict_batch``: many files -> (the English table, ``table.HEADERS["en"]``; every row as
+        a CSV file, in ``pneumoscope predict``'s columns)."""
+        rows, csv_path = self._batch(images)
+        return [cells(row) for row in rows], csv_path
 
-        A file that is not a chest X-ray is labelled so, with the reasons in ``warnings``; the table
+    def predict_batch_page(self, images: list[Any] | None) -> tuple[Any, ...]:
+        """The Batch tab: many files -> (one table per language, ``LANGUAGES``' order; the CSV file)."""
+        rows, csv_path = self._batch(images)
+        return (*tables(rows), csv_path)
+
+    def _batch(self, images: list[Any] | None) -> tuple[list[Row], str | None]:
+        """Many files -> (the table's rows; every row as a CSV file), through the Predictor's one
+        batch loop.
+
+        A file that is not a chest X-ray is labelled so, with the reasons in ``notes``; the table
         shows no probability for it (the single-image page hides it too), the CSV keeps the raw one
-        beside ``is_chest_xray`` false. An unreadable file is a row labelled ERROR with the message.
+        in ``raw_probability``. An unreadable file is a row labelled ERROR with the message.
         """
         from pneumoscope.inference.batch import RowWriter, decoded_stream, result_row
 
@@ -126,7 +135,7 @@ class App:
         seen = {path: identity(path) for path in uploads}
         left = Counter(uploads)  # one file sent twice is one path, released twice
         decoded = decoded_stream(None, uploads, self.predictor.image_size, keep_display=False)
-        rows: list[list[Any]] = []
+        rows: list[Row] = []
         # Written into the private folder: Gradio serves it from there, the sweep and shutdown delete it.
         handle, csv_path = tempfile.mkstemp(prefix="pneumoscope-results-", suffix=".csv", dir=self.upload_dir)
         os.close(handle)
@@ -138,10 +147,7 @@ class App:
                 table.write(row)
                 self.discard(path, seen[path])
                 left[path] -= 1
-                shown = None if row["probability"] is None else round(row["probability"], 4)
-                notes = [error] if prediction is None else [*prediction.warnings, *filter(None, [prediction.caution])]
-                pattern = (prediction.subtype_pattern if prediction else None) or ""
-                rows.append([name, row["label"], shown, pattern, "; ".join(notes)])
+                rows.append(make_row(name, row, prediction, error))
         finally:
             table.close()
             for path, count in left.items():  # not reached: scoring stopped mid-batch

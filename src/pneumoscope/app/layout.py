@@ -9,7 +9,8 @@ from typing import Any
 
 from pneumoscope.app import text
 from pneumoscope.app.about import about_content
-from pneumoscope.app.handlers import DEFAULT_OPACITY, HEADERS, App
+from pneumoscope.app.handlers import DEFAULT_OPACITY, App
+from pneumoscope.app.table import DATATYPES, HEADERS
 from pneumoscope.app.text import key
 from pneumoscope.app.uploads import SWEEP, install, path_key
 from pneumoscope.data.images import IMAGE_SUFFIXES
@@ -114,16 +115,20 @@ def build_app(predictor: Any, upload_dir: Path, examples: str | Path | None = No
         with gr.Tab(key("tab_batch"), id="batch"):
             many = gr.File(label=key("batch_upload"), file_count="multiple", elem_id="ps-batch-upload")
             run = gr.Button(key("predict_all"), variant="primary", elem_id="ps-batch-run")
-            table = gr.Dataframe(
-                headers=HEADERS, datatype=["str", "str", "number", "str", "str"], interactive=False,
-                wrap=True, label=key("results"), elem_id="ps-table", show_search="search",
-                column_widths=["20%", "14%", "10%", "22%", "34%"],
-            )
+            # One table per language, the page's CSS showing the one of <html lang> (app/table.py).
+            tables = [
+                gr.Dataframe(
+                    headers=HEADERS[language], datatype=DATATYPES[language], interactive=False, wrap=True,
+                    label=key("results"), elem_id="ps-table" + suffix, elem_classes=f"ps-{language}",
+                    show_search="search", column_widths=["20%", "14%", "10%", "22%", "34%"],
+                )
+                for language, suffix in (("en", ""), ("es", "-es"))
+            ]
             gr.Markdown(key("batch_note"), elem_classes="ps-note")
             download = gr.File(label=key("csv"), elem_id="ps-csv", interactive=False)
             run.click(
-                app.predict_batch, [many], [table, download], api_name="predict_batch", concurrency_id="model",
-                preprocess=False,
+                app.predict_batch_page, [many], [*tables, download], api_visibility="private",
+                concurrency_id="model", preprocess=False,
             ).then(lambda: None, None, many, api_visibility="private", queue=False)
         with gr.Tab(key("tab_about"), id="about"):
             gr.Markdown(key("about_summary"), elem_id="ps-summary")
@@ -143,8 +148,18 @@ def build_app(predictor: Any, upload_dir: Path, examples: str | Path | None = No
         api_trigger.click(
             app.api_predict, [api_file], [api_answer], api_name="predict", concurrency_id="model", preprocess=False,
         )
+        # The API's batch endpoint: files in, the English table and the CSV out (the page shows its
+        # table per language; programs read one).
+        api_files = gr.File(label="images", file_count="multiple", visible=False)
+        api_table = gr.Dataframe(headers=HEADERS["en"], datatype=DATATYPES["en"], label="table", visible=False)
+        api_csv = gr.File(label="csv", visible=False)
+        api_batch = gr.Button(visible=False)
+        api_batch.click(
+            app.predict_batch, [api_files], [api_table, api_csv], api_name="predict_batch", concurrency_id="model",
+            preprocess=False,
+        )
 
-    app.uploads.file_blocks = [upload, many, api_file]
+    app.uploads.file_blocks = [upload, many, api_file, api_files]
     # Nothing has been uploaded yet: whatever is in the folder now is an example's cached copy.
     app.uploads.protected = {path_key(p) for p in Path(upload_dir).rglob("*") if p.is_file()}
     return Page(demo, app, text.translations({"about_summary": about.summary}))

@@ -10,9 +10,14 @@ Two mechanisms, one per kind of text:
   Gradio's i18n does not translate. :func:`both` writes each phrase in both languages and the CSS
   below shows the one matching ``<html lang>``, which Gradio sets whenever its language changes:
   a switch re-labels the current result at once, without predicting again.
+- **Components filled per prediction** (the Batch tab's table, the About tab's figures) come in
+  both languages too: one table and one image per language, each in the class ``ps-en`` or
+  ``ps-es`` that the same CSS shows or hides (:mod:`~pneumoscope.app.table`,
+  :mod:`~pneumoscope.app.about`).
 
-The API and the CSV stay in English (they are data, read by programs). Messages about an
-unreadable file come from the loader and are shown in English inside a translated sentence.
+The API and the CSV stay in English (they are data, read by programs). The loader's fixed messages
+about an unreadable file have their Spanish; those quoting a library's own words stay English,
+inside a translated sentence.
 """
 
 from __future__ import annotations
@@ -21,9 +26,8 @@ import html
 import re
 from typing import Any
 
-from pneumoscope.inference.prediction import REFUSED_LABEL
-
-LANGUAGES = ("en", "es")
+from pneumoscope.inference.prediction import NOT_A_DIAGNOSIS, REFUSED_LABEL
+from pneumoscope.languages import LABELS_ES, LANGUAGES, decimal, decimal_mark
 
 DISCLAIMER = "Research and education only. Not a medical device: never use it to diagnose or treat."
 DISCLAIMER_ES = ("Solo para investigación y docencia. No es un producto sanitario: no lo use nunca para "
@@ -45,8 +49,9 @@ PHRASES: dict[str, str] = {
                    "de validación."),
     NO_HEATMAP_ONNX: "este modelo se cargó sin su red de PyTorch",
     NO_HEATMAP_NOT_XRAY: "no parece una radiografía de tórax",
-    "NORMAL": "NORMAL",
-    "PNEUMONIA": "NEUMONÍA",
+    **LABELS_ES,
+    NOT_A_DIAGNOSIS: ("esto no parece una radiografía de tórax: la etiqueta es la salida bruta de la red y no debe "
+                      "leerse como un diagnóstico"),
     "pneumonia probability": "probabilidad de neumonía",
     "threshold": "umbral",
     "Cannot read this file:": "No se puede leer este archivo:",
@@ -59,6 +64,15 @@ PHRASES: dict[str, str] = {
     "no heatmap": "sin mapa de calor",
     "weaker": "más débil",
     "stronger": "más fuerte",
+    # The loader's fixed messages about a file it cannot read (those quoting a library's own words
+    # stay English, inside the translated "Cannot read this file:").
+    "file is empty (0 bytes)": "el archivo está vacío (0 bytes)",
+    "file is not a readable image (expected PNG, JPEG, BMP, TIFF, GIF, WEBP or DICOM)":
+        "el archivo no es una imagen legible (se esperaba PNG, JPEG, BMP, TIFF, GIF, WEBP o DICOM)",
+    "image holds no finite pixel values": "la imagen no tiene ningún valor de píxel finito",
+    "DICOM file has no pixel data (not an image object)":
+        "el archivo DICOM no tiene datos de píxeles (no es una imagen)",
+    "not enough memory to decode this image": "no hay memoria suficiente para decodificar esta imagen",
 }
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
@@ -66,7 +80,13 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"the image is in colour \(colourfulness (\d+)\); radiographs are grey"),
      r"la imagen está en color (colorido \1); las radiografías son grises"),
     (re.compile(r"aspect ratio ([\d.]+) is unlike a chest radiograph"),
-     r"una relación de aspecto de \1 no es la de una radiografía de tórax"),
+     lambda m: (f"una relación de aspecto de {decimal_mark(m[1], 'es')} "  # type: ignore[list-item]
+                "no es la de una radiografía de tórax")),
+    (re.compile(r"image is (\d+) x (\d+) pixels: "
+                r"(too small to be a radiograph|aspect ratio is absurd for a radiograph)"),
+     lambda m: (f"la imagen tiene {m[1]} x {m[2]} píxeles: "  # type: ignore[list-item]
+                + ("demasiado pequeña para ser una radiografía" if m[3].startswith("too small")
+                   else "una relación de aspecto absurda para una radiografía"))),
     (re.compile(r"the network's features are far from any chest X-ray it was trained on \(distance (\d+) > (\d+)\)"),
      r"los rasgos que extrae la red están lejos de toda radiografía de tórax de su entrenamiento "
      r"(distancia \1 > \2)"),
@@ -108,15 +128,9 @@ def spanish(english: str) -> str:
     return english
 
 
-def decimal_mark(text: str, language: str) -> str:
-    """A number already written in English (``0.594``, ``95.4 %``) with the language's decimal mark:
-    the comma in Spanish. One rule for the card, the subtype pattern and the About tab."""
-    return text.replace(".", ",") if language == "es" else text
-
-
-def decimal(value: float, digits: int, language: str = "en") -> str:
-    """A number as each language writes it: 0.594 in English, 0,594 in Spanish."""
-    return decimal_mark(f"{value:.{digits}f}", language)
+def in_language(english: str, language: str) -> str:
+    """A phrase the page writes, as ``language`` writes it (:func:`spanish` for ``es``)."""
+    return spanish(english) if language == "es" else english
 
 
 def both_numbers(value: float, digits: int, element_id: str) -> str:
@@ -133,9 +147,11 @@ def both(english: str) -> str:
 
 
 CSS = """
-html[lang^="es"] .ps-en{display:none}
-html:not([lang^="es"]) .ps-es{display:none}
+html[lang^="es"] .ps-en{display:none!important}
+html:not([lang^="es"]) .ps-es{display:none!important}
 """
+"""The language rule, over any component's own ``display`` (Gradio also prefixes the page's CSS
+with its container's classes, which outranks a plain rule: the About figures' images)."""
 
 FIXED: dict[str, tuple[str, str]] = {
     # key -> (English, Spanish), for Gradio's i18n.
@@ -160,10 +176,11 @@ FIXED: dict[str, tuple[str, str]] = {
     "predict_all": ("Predict all", "Predecir todas"),
     "results": ("results", "resultados"),
     "result": ("result", "resultado"),
-    "batch_note": ("Find a file or a label with the search box above the table; the CSV below holds every row. "
-                   "Labels and columns stay in English, as in the CSV.",
-                   "Busque un archivo o una etiqueta con el cuadro de búsqueda sobre la tabla; el CSV de abajo "
-                   "tiene todas las filas. Etiquetas y columnas quedan en inglés, como en el CSV."),
+    "batch_note": ("Find a file or a label with the search box above the table. The CSV below holds every row "
+                   "in English, with every column of `pneumoscope predict`, for programs.",
+                   "Busque un archivo o una etiqueta con el cuadro de búsqueda sobre la tabla. El CSV de abajo "
+                   "tiene todas las filas en inglés, con todas las columnas de `pneumoscope predict`, para "
+                   "programas."),
     "csv": ("results as CSV", "resultados en CSV"),
     "card_section": ("Model card (English)", "Ficha del modelo (en inglés)"),
     "config_section": ("Training configuration (YAML)", "Configuración del entrenamiento (YAML)"),

@@ -4,6 +4,10 @@ Figures are built on ``matplotlib.figure.Figure`` (rendered by Agg) rather than 
 no global backend switch and no figure registry to leak, so evaluating inside the web app,
 a test or a notebook leaves their matplotlib state alone. Curves come from scikit-learn, the
 same library the numbers come from, so a figure and its table cannot disagree.
+
+The figures the web page's About tab shows (confusion matrix, ROC, PR) are drawn in each of
+:data:`~pneumoscope.languages.LANGUAGES`, words and decimal marks alike (:data:`WORDS`); the
+others are for the English reports only.
 """
 
 from __future__ import annotations
@@ -19,9 +23,39 @@ from sklearn.metrics import auc as area_under, precision_recall_curve, roc_curve
 
 from pneumoscope.config import CLASS_NAMES
 from pneumoscope.evaluation.metrics import ECE_BINS, predictions
+from pneumoscope.languages import decimal, decimal_mark, label
 
 DPI = 110
 CLASS_COLOURS = ("#1f77b4", "#d62728")  # NORMAL blue, PNEUMONIA red, in every figure
+
+WORDS: dict[str, dict[str, str]] = {
+    # The words of the figures drawn per language; ``{}`` takes a class label or a number.
+    "en": {"true": "true {}", "predicted": "pred. {}", "confusion": "Confusion matrix",
+           "at_threshold": "{} at threshold {}", "chance": "chance", "roc": "ROC",
+           "fpr": "false-positive rate (1 - specificity)", "sensitivity": "sensitivity",
+           "pr": "Precision-recall", "recall": "recall (sensitivity)", "precision": "precision ({})",
+           "prevalence": "prevalence {}"},
+    "es": {"true": "real {}", "predicted": "pred. {}", "confusion": "Matriz de confusión",
+           "at_threshold": "{} con umbral {}", "chance": "azar", "roc": "ROC",
+           "fpr": "tasa de falsos positivos (1 - especificidad)", "sensitivity": "sensibilidad",
+           "pr": "Precisión-exhaustividad", "recall": "exhaustividad (sensibilidad)", "precision": "precisión ({})",
+           "prevalence": "prevalencia {}"},
+}
+
+
+def at_threshold(name: str, threshold: float, language: str = "en") -> str:
+    """``ensemble at threshold 0.154`` (``ensemble con umbral 0,154``): a model at its operating point."""
+    return WORDS[language]["at_threshold"].format(name, decimal(threshold, 3, language))
+
+
+def _decimal_ticks(ax: Axes, language: str) -> None:
+    """Tick labels with the language's decimal mark (matplotlib writes the point)."""
+    if language != "en":
+        from matplotlib.ticker import FuncFormatter
+
+        ticks = FuncFormatter(lambda value, _: decimal_mark(f"{value:.1f}", language))
+        ax.xaxis.set_major_formatter(ticks)
+        ax.yaxis.set_major_formatter(ticks)
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -43,8 +77,9 @@ def _operating_point(labels: np.ndarray, probs: np.ndarray, threshold: float) ->
     return fpr, tpr, precision
 
 
-def draw_confusion(ax: Axes, cm: Sequence[Sequence[int]], title: str) -> None:
+def draw_confusion(ax: Axes, cm: Sequence[Sequence[int]], title: str, language: str = "en") -> None:
     """Counts and row percentages (the share of each true class), rows true, columns predicted."""
+    words = WORDS[language]
     matrix = np.asarray(cm, dtype=float)
     rows = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
@@ -52,16 +87,17 @@ def draw_confusion(ax: Axes, cm: Sequence[Sequence[int]], title: str) -> None:
     for i in range(2):
         for j in range(2):
             colour = "white" if share[i, j] > 0.6 else "black"
-            ax.text(j, i, f"{int(matrix[i, j])}\n{100 * share[i, j]:.1f} %", ha="center", va="center",
-                    color=colour, fontsize=12)
-    ax.set_xticks([0, 1], [f"pred. {n}" for n in CLASS_NAMES])
-    ax.set_yticks([0, 1], [f"true {n}" for n in CLASS_NAMES], rotation=90, va="center")
+            ax.text(j, i, f"{int(matrix[i, j])}\n{decimal(100 * share[i, j], 1, language)} %", ha="center",
+                    va="center", color=colour, fontsize=12)
+    ax.set_xticks([0, 1], [words["predicted"].format(label(n, language)) for n in CLASS_NAMES])
+    ax.set_yticks([0, 1], [words["true"].format(label(n, language)) for n in CLASS_NAMES], rotation=90, va="center")
     ax.set_title(title)
 
 
-def plot_confusion_matrix(cm: Sequence[Sequence[int]], path: Path, title: str = "Confusion matrix") -> Path:
+def plot_confusion_matrix(cm: Sequence[Sequence[int]], path: Path, title: str | None = None,
+                          language: str = "en") -> Path:
     fig = Figure(figsize=(4.6, 4.2))
-    draw_confusion(fig.add_subplot(), cm, title)
+    draw_confusion(fig.add_subplot(), cm, title or WORDS[language]["confusion"], language)
     return _save(fig, path)
 
 
@@ -87,24 +123,28 @@ def _style_unit_axes(ax, xlabel: str, ylabel: str, title: str, legend_loc: str) 
     ax.set_title(title)
 
 
-def plot_roc(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], path: Path) -> Path:
+def plot_roc(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], path: Path, language: str = "en") -> Path:
     """ROC curve of each (name, labels, probs, threshold), its operating point marked."""
+    words = WORDS[language]
     fig = Figure(figsize=(5.4, 5.4))
     ax = fig.add_subplot()
     for index, (name, labels, probs, threshold) in enumerate(curves):
         fpr, tpr, _ = roc_curve(labels, probs)
-        line, = ax.plot(fpr, tpr, color=f"C{index}", label=f"{name} (AUC {area_under(fpr, tpr):.3f})")
+        line, = ax.plot(fpr, tpr, color=f"C{index}",
+                        label=f"{name} (AUC {decimal(area_under(fpr, tpr), 3, language)})")
         op_fpr, op_tpr, _ = _operating_point(labels, probs, threshold)
         ax.plot([op_fpr], [op_tpr], "o", color=line.get_color(), markersize=8,
-                label=f"{name} at threshold {threshold:.3f}")
-    ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
-    _style_unit_axes(ax, "false-positive rate (1 - specificity)", "sensitivity", "ROC", "lower right")
+                label=at_threshold(name, threshold, language))
+    ax.plot([0, 1], [0, 1], ":", color="grey", label=words["chance"])
+    _style_unit_axes(ax, words["fpr"], words["sensitivity"], words["roc"], "lower right")
+    _decimal_ticks(ax, language)
     return _save(fig, path)
 
 
-def plot_pr(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], path: Path) -> Path:
+def plot_pr(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], path: Path, language: str = "en") -> Path:
     """Precision-recall curve of each model, its operating point marked; the dashed line is
     the prevalence, what a model without skill achieves."""
+    words = WORDS[language]
     fig = Figure(figsize=(5.4, 5.4))
     ax = fig.add_subplot()
     for index, (name, labels, probs, threshold) in enumerate(curves):
@@ -112,10 +152,12 @@ def plot_pr(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], path: P
         line, = ax.step(recall, precision, where="post", color=f"C{index}", label=name)
         _, op_recall, op_precision = _operating_point(labels, probs, threshold)
         ax.plot([op_recall], [op_precision], "o", color=line.get_color(), markersize=8,
-                label=f"{name} at threshold {threshold:.3f}")
+                label=at_threshold(name, threshold, language))
     prevalence = float(np.mean(curves[0][1])) if curves else 0.0
-    ax.axhline(prevalence, ls="--", color="grey", label=f"prevalence {prevalence:.2f}")
-    _style_unit_axes(ax, "recall (sensitivity)", "precision (PNEUMONIA)", "Precision-recall", "lower left")
+    ax.axhline(prevalence, ls="--", color="grey", label=words["prevalence"].format(decimal(prevalence, 2, language)))
+    _style_unit_axes(ax, words["recall"], words["precision"].format(label("PNEUMONIA", language)), words["pr"],
+                     "lower left")
+    _decimal_ticks(ax, language)
     return _save(fig, path)
 
 

@@ -25,6 +25,7 @@ from pneumoscope.evaluation import figures
 from pneumoscope.evaluation.metrics import compute_metrics, paired_bootstrap_difference, predictions, subtype_metrics
 from pneumoscope.evaluation.report_text import comparison_markdown, comparison_table, report_markdown, summary_table
 from pneumoscope.evaluation.scoring import score_paths
+from pneumoscope.languages import LANGUAGES, PAGE_FIGURES, figure_file
 from pneumoscope.markdown import shown_path
 from pneumoscope.models.bundle import Bundle, load_bundle
 
@@ -32,9 +33,7 @@ EVALUATE_FILES = (
     "metrics.json",
     "classification_report.txt",
     "predictions.csv",
-    "confusion_matrix.png",
-    "roc.png",
-    "pr.png",
+    *(figure_file(stem, language) for stem in PAGE_FIGURES for language in LANGUAGES),
     "calibration.png",
     "score_histograms.png",
     "confident_errors.png",
@@ -125,11 +124,12 @@ def evaluate(
     _write_predictions(data, columns, out / "predictions.csv", threshold=used_threshold)
 
     name = result["model"]["name"]
-    figures.plot_confusion_matrix(metrics["confusion_matrix"], out / "confusion_matrix.png",
-                                  f"{name} at threshold {used_threshold:.3f}")
     curve = [(name, labels, probs, used_threshold)]
-    figures.plot_roc(curve, out / "roc.png")
-    figures.plot_pr(curve, out / "pr.png")
+    for language in LANGUAGES:  # the PAGE_FIGURES, in every language
+        figures.plot_confusion_matrix(metrics["confusion_matrix"], out / figure_file("confusion_matrix", language),
+                                      figures.at_threshold(name, used_threshold, language), language)
+        figures.plot_roc(curve, out / figure_file("roc", language), language)
+        figures.plot_pr(curve, out / figure_file("pr", language), language)
     figures.plot_calibration(labels, probs, out / "calibration.png", ece=metrics["ece"])
     figures.plot_score_histograms(labels, probs, used_threshold, out / "score_histograms.png")
     figures.plot_error_gallery(data.paths, labels, probs, used_threshold, out / "confident_errors.png")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pneumoscope.languages import PAGE_FIGURES, figure_file
 from pneumoscope.markdown import interval as _ci, points_interval as _pct_ci, table
 from pneumoscope.models.card import KERMANY_SUBTYPE, three_way_table
 
@@ -93,6 +94,7 @@ def report_markdown(result: dict[str, Any], out: Path) -> str:
     ]
     table = "\n".join(f"| {name} | {value:.4f} | {ci} |" for name, value, ci in rows)
     reading = "\n".join(f"- {line}" for line in _reading(result))
+    spanish = ", ".join(f"[{titles[1]}]({figure_file(stem, 'es')})" for stem, titles in PAGE_FIGURES.items())
     threshold_note = "stored with the model"
     if result["threshold_source"] == "override":
         threshold_note = f"overridden (the model's own: {model['stored_threshold']:.4f})"
@@ -130,6 +132,9 @@ Confusion matrix (rows true, columns predicted): TN {tn}, FP {fp}, FN {fn}, TP {
 The dot on each curve is the operating point at the threshold above.
 
 ![ROC](roc.png) ![precision-recall](pr.png)
+
+The same three figures in Spanish, for the web page's About tab on a Spanish browser:
+{spanish}.
 
 ## Calibration
 
