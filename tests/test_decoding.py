@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +46,36 @@ def test_training_cache_refuses_a_bad_film_by_name(chest_xray: Path, tmp_path: P
         decode_all(files, 64, workers=2)
     good = [f for f in files if not f.endswith("broken.jpeg")]
     np.testing.assert_array_equal(decode_all(good, 64, workers=2)[5], load_image(good[5], 64))
+
+
+
+def _stuck(path: str) -> None:
+    time.sleep(3600)  # a decoder that never returns (a hung codec)
+
+
+@pytest.mark.timeout(120)
+def test_a_stuck_worker_is_stopped_even_when_the_parent_handles_sigterm() -> None:
+    """``ray.init`` leaves a Python SIGTERM handler in its driver; a worker that inherited one and sat
+    in a hung decoder ignored ``Pool.terminate``, and CI's ``close_pool`` waited for ever."""
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        pool = start_pool(2, 4)
+        outcomes = list(stream(pool, ["a.png", "b.png"], Job(_stuck), window=2, timeout=2))
+        close_pool(pool)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert [error for _, _, error in outcomes] == [outcomes[0][2]] * 2 and "did not finish within 2 s" in outcomes[0][2]
+
+
+def test_workers_are_not_forked_from_a_busy_parent() -> None:
+    """Workers come from the fork server, a fresh interpreter, never from this process and its threads."""
+    pool = start_pool(2, 4)
+    try:
+        (_, parent, error), = list(stream(pool, ["x"], Job(_parent_pid)))
+    finally:
+        close_pool(pool)
+    assert error is None and parent != os.getpid()
+
+
+def _parent_pid(path: str) -> int:
+    return os.getppid()

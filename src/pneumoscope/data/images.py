@@ -29,6 +29,8 @@ MIN_SIDE = 16
 MAX_ASPECT = 8.0
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
 ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP")
+"""Pillow parsers an upload may reach; rarely used readers (PSD, DDS, QOI, ...) are where fuzzing
+found crashes, and no radiograph comes in them."""
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"} | DICOM_SUFFIXES)
 """File names taken as images when a folder is scanned (the dataset, ``pneumoscope predict FOLDER``,
 the app's examples): the endings of ``ACCEPTED_FORMATS`` and DICOM. A file named explicitly is
@@ -41,8 +43,6 @@ re-encoded as the training copies were (``as_training_copy``), the JPEG quantise
 pixel differences: at 2x the bundled ensemble moved by up to 0.027, at 3x by 0.003 (decoding 8 ms a film against 7),
 at 4x by 0.001 (11 ms). Measured 2026-12-03 on the 48 originals; tests/test_fast_paths.py holds
 issue 13's 0.02 bar."""
-"""Pillow parsers an upload may reach; rarely used readers (PSD, DDS, QOI, ...) are where fuzzing
-found crashes, and no radiograph comes in them."""
 
 # Pillow's own bomb threshold (~89 Mpx, a process-wide warning) must not decide: ``max_pixels``
 # is the budget, checked by ``_check_size`` from the header before any pixel is decoded.
