@@ -36,9 +36,13 @@ def ray_cluster():
         import ray
     except ImportError:
         pytest.fail('Ray is not installed: pip install "pneumoscope[scale]" (make test installs it)')
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)  # ray.init installs its own and leaves it
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+    signal.signal(signal.SIGTERM, before)
 
 
 def _ray_rows(out: Path) -> dict[str, dict]:
