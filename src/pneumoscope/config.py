@@ -18,6 +18,13 @@ CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 """Label 0 is NORMAL and 1 is PNEUMONIA in every file, array and report of the project."""
 SUBTYPE_NAMES: tuple[str, str] = ("viral", "bacterial")
 """The subtype head's target on PNEUMONIA films: 0 viral, 1 bacterial (Kermany's file names)."""
+CamMethod = Literal["gradcam", "gradcam++"]
+"""How a heatmap is computed from the Grad-CAM layer (``inference/explain.grad_cam_from_activation``)."""
+CAM_METHODS: tuple[CamMethod, ...] = ("gradcam", "gradcam++")
+HEATMAP_METHOD: CamMethod = "gradcam"
+"""What the app, the CLI and the API draw. Grad-CAM++ was measured beside it by
+``bench/heatmap_lungs.py`` (docs/heatmaps.md): a default changes only for a method that puts more
+of the map on the lungs within 2x Grad-CAM's time."""
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 """The project's training configs, shipped in the package (the checkout's ``configs/`` links here)."""
 
@@ -189,6 +196,16 @@ class OodConfig(_Strict):
     shifts the model is built to survive then lie inside the distribution instead of in its tail,
     which for the bundled ensemble took the stressed pool's 99.5th percentile from 132 to 68 while
     every non-X-ray corpus stayed beyond 64; bench/ood.py)."""
+    stressed_copies: int = Field(1, ge=1, le=10)
+    """With ``fit_on: stressed``, how many stressed copies of each training film join the fit (each
+    its own seed and its own draw of conditions). For the bundled ensemble, with the log features:
+    the stressed pool refused 0.53 % with one copy, 0.31 % with three (bench/ood_fit.py)."""
+    feature_transform: Literal["none", "log"] = "none"
+    """``log``: the Gaussian is fitted on ``log(features + 0.3)`` (``feature_model.LOG_SHIFT``). The
+    penultimate features are pooled swish outputs, bounded below by -0.28 and long-tailed above; a
+    Gaussian fits their log far better. On the bundled ensemble's features it set the stressed pool's
+    99.5th percentile below every non-X-ray corpus's nearest image (ratio 1.06 against 1.00 raw,
+    three copies), so the lines refuse fewer genuine films and still every non-X-ray."""
     originals: Path | None = None
     """Full-resolution films, read as uploads are, whose distances the refusal line must clear:
     users upload originals, and an original lands further out than its 224 px copy."""
@@ -233,6 +250,31 @@ class ScaleConfig(_Strict):
     max_retries: int = Field(3, ge=0)
     """Retries of a read-and-decode or write task whose worker died (a file that cannot be read is
     an error row, never a retry)."""
+
+
+class HeatmapAuditConfig(_Strict):
+    """Where the heatmaps go (``bench/heatmap_lungs.py``, ``evaluation/lungs.py``). Not part of a
+    training run: the bench builds one from its options."""
+
+    finder_side: int = Field(512, ge=128, le=2048)
+    """lungs-finder runs on the film resized so that its longer side is this many pixels, and its
+    boxes are scaled back. Its detectors' windows suit films of about 512 px (its own viewer
+    shrinks larger ones to 512): on the first 20 validation films of each class it found both
+    lungs on 77.5 % of the 224 px copies and on all 40 at 512 px, for 6x the time
+    (``bench/heatmap_lungs.py --limit 20 --finder-side 224``, then ``512``)."""
+    min_box_area: float = Field(0.05, gt=0, lt=0.5)
+    """A pair of boxes counts as plausibly placed when each covers at least this share of the
+    image (the Haar and LBP fallbacks sometimes return a rib-sized box) and the right lung's box
+    is centred in the image's left half, the left lung's in its right half."""
+    grid_seed: int = 0
+    """Seed of the draw of the grid's films (never chosen by hand)."""
+    grid_counts: dict[Literal["TP", "FP", "FN", "TN"], int] = {"TP": 4, "FP": 2, "FN": 2}
+    """Films of each outcome (at the model's own threshold) in the grid; a shortfall is filled
+    with true positives, and the report says so."""
+    timing_films: int = Field(60, ge=5, le=1000)
+    """Validation films each heatmap method is timed on, one at a time (p50 in the same run)."""
+    methods: tuple[CamMethod, ...] = CAM_METHODS
+    """The heatmap methods measured side by side (the app's, ``HEATMAP_METHOD``, first)."""
 
 
 class Config(_Strict):

@@ -26,7 +26,7 @@ import html
 import re
 from typing import Any
 
-from pneumoscope.inference.prediction import NOT_A_DIAGNOSIS, REFUSED_LABEL
+from pneumoscope.inference.prediction import HEATMAP_OFF_LUNGS, NOT_A_DIAGNOSIS, REFUSED_LABEL
 from pneumoscope.languages import LABELS_ES, LANGUAGES, decimal, decimal_mark
 
 DISCLAIMER = "Research and education only. Not a medical device: never use it to diagnose or treat."
@@ -60,6 +60,8 @@ PHRASES: dict[str, str] = {
      "and is not shown as one."): ("El modelo se entrenó solo con radiografías frontales de tórax: su salida "
                                    "aquí no es un diagnóstico y no se muestra como tal."),
     "raw model output": "salida bruta del modelo",
+    HEATMAP_OFF_LUNGS: ("En las radiografías de validación etiquetadas NEUMONÍA, la mayor parte del calor cayó fuera "
+                        "de los campos pulmonares: el mapa no muestra dónde está la neumonía."),
     "The image as read": "La imagen tal como se leyó",
     "no heatmap": "sin mapa de calor",
     "weaker": "más débil",
@@ -105,10 +107,11 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
                f"(p = {decimal_mark(m[2], 'es')})"),
     (re.compile(r"Grad-CAM for the label (NORMAL|PNEUMONIA): the regions whose features (raised|lowered) the "
                 r"pneumonia score, relative to this image's strongest region \(where the model looked, not a map "
-                r"of disease\)"),
+                r"of disease\)(\. " + re.escape(HEATMAP_OFF_LUNGS) + ")?"),
      lambda m: (f"Grad-CAM para la etiqueta {PHRASES[m[1]]}: las regiones cuyos rasgos "  # type: ignore[list-item]
                 f"{'subieron' if m[2] == 'raised' else 'bajaron'} la puntuación de neumonía, relativas a la región "
-                "más fuerte de esta imagen (dónde miró el modelo, no un mapa de la enfermedad)")),
+                "más fuerte de esta imagen (dónde miró el modelo, no un mapa de la enfermedad)"
+                + (f". {PHRASES[HEATMAP_OFF_LUNGS]}" if m[3] else ""))),
 ]
 
 

@@ -36,6 +36,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from pneumoscope.config import CAM_METHODS, CamMethod
+from pneumoscope.inference.prediction import HEATMAP_OFF_LUNGS
 from pneumoscope.models.nets import PneumoNet
 
 DEFAULT_COLORMAP = "jet"
@@ -109,13 +111,14 @@ class GradCam:
             return None
         return (args[0].detach().requires_grad_(True), *args[1:])
 
-    def __call__(self, pixels: np.ndarray, decision: float | None = None) -> CamResult:
+    def __call__(self, pixels: np.ndarray, decision: float | None = None, method: CamMethod = "gradcam") -> CamResult:
         """``pixels``: uint8 (B, S, S), the network's input; ``decision``: the logit where the label
         turns PNEUMONIA (:func:`~pneumoscope.models.decision.decision_logit`); None explains the
-        pneumonia score of every image."""
+        pneumonia score of every image. ``method``: see :func:`grad_cam_from_activation` (MONAI's
+        hooks serve Grad-CAM on one network; every other case takes the head-only route)."""
         batch = torch.from_numpy(np.ascontiguousarray(pixels)).float().unsqueeze(1)
-        if self._cam is None:
-            return self._from_stacked_activation(batch, decision)
+        if self._cam is None or method != "gradcam":
+            return self._from_stacked_activation(batch, decision, method)
         with self._lock:
             self._scorer.decision = decision
             self._active = True
@@ -128,14 +131,15 @@ class GradCam:
             features = self._scorer.last_features.float().numpy()
         return CamResult(logits, features, _scaled(raw.detach()[:, 0].float()))
 
-    def _from_stacked_activation(self, batch: torch.Tensor, decision: float | None) -> CamResult:
+    def _from_stacked_activation(self, batch: torch.Tensor, decision: float | None,
+                                 method: CamMethod = "gradcam") -> CamResult:
         """An ensemble has no single layer for MONAI's hooks: one forward pass to the stacked CAM
         activation, then :func:`grad_cam_from_activation`, MONAI's arithmetic through the head."""
         with torch.inference_mode():
             activation = self.net.cam_activation(batch)
             features = self.net.features_from_cam(activation)
             logits = self.net.classify(features)
-        maps = grad_cam_from_activation(self.net, activation.numpy(), decision)
+        maps = grad_cam_from_activation(self.net, activation.numpy(), decision, method)
         return CamResult(logits.float().numpy(), features.float().numpy(), maps)
 
 
@@ -146,21 +150,36 @@ def _scaled(maps: torch.Tensor) -> np.ndarray:
     return torch.where(span > 0, (maps - low) / span.clamp_min(1e-12), torch.zeros_like(maps)).numpy()
 
 
-def grad_cam_from_activation(net: PneumoNet, activation: np.ndarray, decision: float | None = None) -> np.ndarray:
+def grad_cam_from_activation(net: PneumoNet, activation: np.ndarray, decision: float | None = None,
+                             method: CamMethod = "gradcam") -> np.ndarray:
     """Grad-CAM maps (B, h, w) in [0, 1] from the CAM layer's activation (B, C, h, w).
 
-    The same arithmetic as MONAI's GradCAM (channel weights = mean gradient of the predicted
-    class's score over each channel's map; weighted sum; ReLU), with the gradient taken through
-    the network's head alone. ``decision`` as for :class:`GradCam`. Thread-safe: no hooks, a
-    fresh graph per call.
+    ``method="gradcam"``: the same arithmetic as MONAI's GradCAM (channel weights = mean gradient
+    of the predicted class's score over each channel's map; weighted sum; ReLU).
+    ``method="gradcam++"``: MONAI's GradCAMpp (Chattopadhyay et al. 2018: each position's positive
+    gradient weighted by ``g^2 / (2 g^2 + sum(A g^3))``), less its factor ``exp(score)``: positive
+    and the same for the whole image, it changes nothing once the map is scaled to [0, 1], and it
+    overflows for a confident film. Measured against the lung fields by ``bench/heatmap_lungs.py``.
+
+    Either way the gradient is taken through the network's head alone. ``decision`` as for
+    :class:`GradCam`. Thread-safe: no hooks, a fresh graph per call.
     """
     z = torch.from_numpy(np.ascontiguousarray(activation, dtype=np.float32)).requires_grad_(True)
     with torch.enable_grad():
         logit = net.classify(net.features_from_cam(z))
         score = toward_predicted(logit, decision) * logit
         (gradient,) = torch.autograd.grad(score.sum(), z)
-    weights = gradient.mean(dim=(2, 3), keepdim=True)
-    return _scaled(torch.relu((weights * z.detach()).sum(dim=1)))
+    z = z.detach()
+    if method == "gradcam":
+        weights = gradient.mean(dim=(2, 3), keepdim=True)
+    elif method == "gradcam++":
+        squared = gradient.pow(2)
+        denominator = 2 * squared + (z * gradient.pow(3)).sum(dim=(2, 3), keepdim=True)
+        alpha = squared / (torch.where(denominator != 0.0, denominator, torch.ones_like(denominator)) + 1e-7)
+        weights = (alpha * torch.relu(gradient)).sum(dim=(2, 3), keepdim=True)
+    else:
+        raise ValueError(f"unknown heatmap method {method!r}; known: {', '.join(CAM_METHODS)}")
+    return _scaled(torch.relu((weights * z).sum(dim=1)))
 
 
 def upsample_map(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -205,10 +224,12 @@ def _lut8(colormap: str) -> np.ndarray:
 
 
 def explanation(label: str) -> str:
-    """What a map of an image labelled ``label`` shows, in words that are true of the picture."""
+    """What a map of an image labelled ``label`` shows, in words that are true of the picture; for
+    PNEUMONIA, with what ``bench/heatmap_lungs.py`` measured of such maps (:data:`HEATMAP_OFF_LUNGS`)."""
     effect = "raised" if label == "PNEUMONIA" else "lowered"
     return (f"Grad-CAM for the label {label}: the regions whose features {effect} the pneumonia score, "
-            "relative to this image's strongest region (where the model looked, not a map of disease)")
+            "relative to this image's strongest region (where the model looked, not a map of disease)"
+            + (f". {HEATMAP_OFF_LUNGS}" if label == "PNEUMONIA" else ""))
 
 
 def legend(colormap: str = DEFAULT_COLORMAP, stops: int = 9) -> list[str]:

@@ -25,6 +25,12 @@ NOT_A_DIAGNOSIS = (
     "this does not look like a chest X-ray: the label is the network's raw output and must not be "
     "read as a diagnosis"
 )
+HEATMAP_OFF_LUNGS = ("On validation films labelled PNEUMONIA, most of the heat fell outside the lung fields: "
+                     "the map does not show where the pneumonia is.")
+"""Said under every PNEUMONIA-labelled map (the app's caption, ``predict --heatmaps``): measured by
+``bench/heatmap_lungs.py`` (docs/heatmaps.md), where such maps put about as much of their mass
+inside lungs-finder's lung boxes as a uniform map would, and their hottest point outside them on
+most films."""
 
 
 @dataclass(frozen=True)

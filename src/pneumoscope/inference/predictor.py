@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from pneumoscope.config import HEATMAP_METHOD, CamMethod
 from pneumoscope.data.images import ImageSource, as_training_copy
 from pneumoscope.errors import HeatmapUnavailableError
 from pneumoscope.inference import loading
@@ -71,6 +72,8 @@ class Predictor:
         self.subtype_threshold = float(subtype["threshold"]) if subtype else None
         """The subtype head's operating point on ``p_bacterial`` (None: the model has no subtype head)."""
         self.subtype_temperature = float(subtype["temperature"]) if subtype else 1.0
+        self.heatmap_method: CamMethod = HEATMAP_METHOD
+        """How heatmaps are computed (``config.HEATMAP_METHOD``; ``bench/heatmap_lungs.py`` sets each in turn)."""
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -193,7 +196,7 @@ class Predictor:
                     raise ValueError(f"prepared image is {item.pixels.shape}, the model takes {self.image_size} px")
             pixels = np.stack([item.pixels for item in chunk])
             if heatmap:
-                scores, maps = self.scorer.explain(pixels, self.decision_logit)
+                scores, maps = self.scorer.explain(pixels, self.decision_logit, self.heatmap_method)
             else:
                 scores, maps = self.scorer.score(pixels), None
             inverse = self._inverse_distances(chunk, pixels, scores)

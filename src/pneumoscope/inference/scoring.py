@@ -24,6 +24,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from pneumoscope.config import HEATMAP_METHOD, CamMethod
 from pneumoscope.errors import HeatmapUnavailableError
 from pneumoscope.inference.prediction import Scores
 from pneumoscope.models.feature_model import mahalanobis
@@ -53,7 +54,9 @@ class Scorer(Protocol):
         """Pneumonia logits, subtype logits and OOD distances of uint8 (B, S, S)."""
         ...
 
-    def explain(self, pixels: np.ndarray, decision_logit: float) -> tuple[Scores, np.ndarray]:
+    def explain(
+        self, pixels: np.ndarray, decision_logit: float, method: CamMethod = HEATMAP_METHOD
+    ) -> tuple[Scores, np.ndarray]:
         """The scores and Grad-CAM maps (B, h, w) of the side of ``decision_logit`` each image is on."""
         ...
 
@@ -87,13 +90,15 @@ class TorchScorer:
             logits, features = forward_images(self.net, pixels, batch_size=len(pixels), features=need)
         return self.scores(logits, features)
 
-    def explain(self, pixels: np.ndarray, decision_logit: float) -> tuple[Scores, np.ndarray]:
+    def explain(
+        self, pixels: np.ndarray, decision_logit: float, method: CamMethod = HEATMAP_METHOD
+    ) -> tuple[Scores, np.ndarray]:
         with self._lock:
             if self._cam is None:
                 from pneumoscope.inference.explain import GradCam
 
                 self._cam = GradCam(self.net)
-            result = self._cam(pixels, decision_logit)
+            result = self._cam(pixels, decision_logit, method)
         return self.scores(result.logits, result.features), result.maps
 
     def load_network(self) -> None:
@@ -176,14 +181,16 @@ class OnnxScorer:
     def score(self, pixels: np.ndarray) -> Scores:
         return self._scores(self.run(self.outputs, pixels))
 
-    def explain(self, pixels: np.ndarray, decision_logit: float) -> tuple[Scores, np.ndarray]:
+    def explain(
+        self, pixels: np.ndarray, decision_logit: float, method: CamMethod = HEATMAP_METHOD
+    ) -> tuple[Scores, np.ndarray]:
         network = self.wait_for_network()
         if not self.graph_has_cam:
-            return network.explain(pixels, decision_logit)
+            return network.explain(pixels, decision_logit, method)
         from pneumoscope.inference.explain import grad_cam_from_activation
 
         outputs = self.run([*self.outputs, "cam_activation"], pixels)
-        return self._scores(outputs[:-1]), grad_cam_from_activation(network.net, outputs[-1], decision_logit)
+        return self._scores(outputs[:-1]), grad_cam_from_activation(network.net, outputs[-1], decision_logit, method)
 
     def run(self, outputs: list[str], pixels: np.ndarray) -> list[np.ndarray]:
         """The ONNX graph's ``outputs`` for uint8 (B, S, S), fed as its float (B, 1, S, S) input."""
