@@ -136,3 +136,19 @@ def test_an_ensemble_trains_member_by_member_resumes_and_serves(small_collection
         assert abs(x.probability - y.probability) < 1e-4
         assert abs(x.ood_distance - y.ood_distance) < 1e-2 * max(1.0, y.ood_distance)
         assert np.abs(x.heatmap - y.heatmap).max() < 0.05
+
+
+def test_log_feature_gaussian_measures_log_features() -> None:
+    """``ood.feature_transform: log``: the statistics say so (``log_shift``), and the distance is the
+    plain Mahalanobis distance of ``log(features + shift)``, per block, whoever reads the file."""
+    from pneumoscope.models.feature_model import LOG_KEY, LOG_SHIFT
+
+    rng = np.random.default_rng(1)
+    swish_like = rng.gamma(0.8, 0.4, size=(400, 12)) - 0.27  # pooled swish outputs: bounded below, long tail
+    stats, _ = fit_feature_model(swish_like, swish_like[:80], [6, 6], log=True)
+    assert float(stats[LOG_KEY]) == pytest.approx(LOG_SHIFT)
+    raw, _ = fit_feature_model(np.log(swish_like + LOG_SHIFT), swish_like[:80], [6, 6])
+    np.testing.assert_allclose(mahalanobis(swish_like[:20], stats), mahalanobis(np.log(swish_like[:20] + LOG_SHIFT), raw),
+                               rtol=1e-5)
+    plain, _ = fit_feature_model(swish_like, swish_like[:80], [6, 6])
+    assert LOG_KEY not in plain and not np.allclose(mahalanobis(swish_like[:20], plain), mahalanobis(swish_like[:20], stats))

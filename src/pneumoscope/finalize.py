@@ -55,11 +55,14 @@ def finalize(
     temperature = fit_temperature(fit_logits, fit_labels)
     threshold = choose_threshold(fit_labels, sigmoid(fit_logits / temperature), rule)
     if config.ood.fit_on == "stressed":
-        # A seed apart from the validation pool's, so the copies that fit are not those that test.
-        copies = as_training_copy(one_stressed_copy(train_images, STRESSED_SET, seed=config.data.split_seed + 1))
-        train_features = np.concatenate([train_features, forward_images(net, copies, features=True)[1]])
-    ood_stats, ood_info = fit_feature_model(train_features, val_features, getattr(net, "feature_blocks", None))
-    ood_info["fit_on"] = config.ood.fit_on
+        # Seeds apart from the validation pool's, so the copies that fit are not those that test.
+        copies = [as_training_copy(one_stressed_copy(train_images, STRESSED_SET, seed=config.data.split_seed + 1 + k))
+                  for k in range(config.ood.stressed_copies)]
+        train_features = np.concatenate([train_features, *(forward_images(net, c, features=True)[1] for c in copies)])
+    ood_stats, ood_info = fit_feature_model(train_features, val_features, getattr(net, "feature_blocks", None),
+                                            log=config.ood.feature_transform == "log")
+    ood_info.update(fit_on=config.ood.fit_on, feature_transform=config.ood.feature_transform,
+                    stressed_copies=config.ood.stressed_copies if config.ood.fit_on == "stressed" else 0)
     if zones:
         originals = originals_pixels(config.ood.originals, config.data.image_size) if config.ood.originals else None
         original_distances = None

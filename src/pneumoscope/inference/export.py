@@ -38,8 +38,10 @@ class _ExportedGraph(nn.Module):
         self.has_subtype = bool(bundle.net.has_subtype)
         self.ood_blocks = 0
         if self.has_ood:
-            from pneumoscope.models.feature_model import stat_blocks
+            from pneumoscope.models.feature_model import LOG_FLOOR, LOG_KEY, stat_blocks
 
+            self.log_shift = float(bundle.ood[LOG_KEY]) if LOG_KEY in bundle.ood else None
+            self.log_floor = LOG_FLOOR
             for index, (mean, precision) in enumerate(stat_blocks(bundle.ood)):
                 self.register_buffer(f"ood_mean_{index}", mean.float().clone())
                 self.register_buffer(f"ood_precision_{index}", precision.float().clone())
@@ -53,10 +55,11 @@ class _ExportedGraph(nn.Module):
             outputs.append(self.net.subtype(features))
         outputs.append(features)
         if self.has_ood:  # feature_model.mahalanobis, in the graph: the RMS of the blocks' distances
+            fitted = features if self.log_shift is None else torch.log(torch.clamp(features + self.log_shift, min=self.log_floor))
             squared, start = 0.0, 0
             for index in range(self.ood_blocks):
                 mean, precision = getattr(self, f"ood_mean_{index}"), getattr(self, f"ood_precision_{index}")
-                centred = features[:, start : start + mean.shape[0]] - mean
+                centred = fitted[:, start : start + mean.shape[0]] - mean
                 start += mean.shape[0]
                 squared = squared + torch.clamp(((centred @ precision) * centred).sum(dim=1), min=0.0)
             outputs.append(torch.sqrt(squared / self.ood_blocks))

@@ -50,6 +50,23 @@ def fit_zones(
                      + "the farthest full-resolution original")}
 
 
+LOG_SHIFT = 0.3
+"""Added before the log: the features are means of swish outputs, never below -0.2785."""
+LOG_FLOOR = 0.01
+"""The log's argument never goes below this (no feature comes closer than 0.02 to the bound)."""
+LOG_KEY = "log_shift"
+"""Present in the statistics when the Gaussian was fitted on log features: the file says how its
+distances are measured, so every reader (NumPy, the ONNX graph) applies the same transform."""
+
+
+def transform_features(features: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
+    """The features as the Gaussian in ``stats`` was fitted on them (``OodConfig.feature_transform``)."""
+    features = np.asarray(features, dtype=np.float64)
+    if LOG_KEY not in stats:
+        return features
+    return np.log(np.maximum(features + float(np.asarray(stats[LOG_KEY])), LOG_FLOOR))
+
+
 def block_key(name: str, index: int) -> str:
     """``mean``/``precision`` for the first block (a single network's file reads as it always did),
     ``mean.1``/``precision.1``... for the next members of an ensemble."""
@@ -57,7 +74,7 @@ def block_key(name: str, index: int) -> str:
 
 
 def fit_feature_model(
-    train_features: np.ndarray, val_features: np.ndarray, blocks: list[int] | None = None
+    train_features: np.ndarray, val_features: np.ndarray, blocks: list[int] | None = None, log: bool = False
 ) -> tuple[dict[str, "torch.Tensor"], dict]:
     """Mean and shrunk inverse covariance of training features, per block; the distance threshold.
 
@@ -73,10 +90,11 @@ def fit_feature_model(
     import torch
     from sklearn.covariance import LedoitWolf
 
-    stats: dict[str, torch.Tensor] = {}
+    stats: dict[str, torch.Tensor] = {LOG_KEY: torch.tensor(LOG_SHIFT, dtype=torch.float32)} if log else {}
+    fitted = transform_features(train_features, stats)
     start = 0
     for index, width in enumerate(blocks or [train_features.shape[1]]):
-        estimator = LedoitWolf().fit(train_features[:, start : start + width].astype(np.float64))
+        estimator = LedoitWolf().fit(fitted[:, start : start + width])
         stats[block_key("mean", index)] = torch.from_numpy(estimator.location_.astype(np.float32))
         stats[block_key("precision", index)] = torch.from_numpy(estimator.precision_.astype(np.float32))
         start += width
@@ -104,15 +122,16 @@ def stat_blocks(stats: dict[str, Any]) -> list[tuple[Any, Any]]:
 
 
 def mahalanobis(features: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
-    """``stats``: torch tensors or numpy arrays (``mean``, ``precision``, per block). The root mean
-    square of the blocks' distances."""
+    """``stats``: torch tensors or numpy arrays (``mean``, ``precision``, per block; ``log_shift`` when
+    fitted on log features). The root mean square of the blocks' distances."""
     squared = np.zeros(len(features), dtype=np.float64)
+    features = transform_features(features, stats)
     start = 0
     blocks = stat_blocks(stats)
     for mean, precision in blocks:
         mean = np.asarray(mean, dtype=np.float64)
         precision = np.asarray(precision, dtype=np.float64)
-        centred = features[:, start : start + len(mean)].astype(np.float64) - mean
+        centred = features[:, start : start + len(mean)] - mean
         start += len(mean)
         # (c P) * c summed per row: one BLAS matrix product; einsum's three-operand loop is 30x slower
         squared += np.maximum(((centred @ precision) * centred).sum(axis=1), 0.0)
