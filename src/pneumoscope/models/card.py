@@ -138,8 +138,19 @@ def _training_lines(training: dict[str, Any], config_yaml: str) -> str:
             "frozen: the pneumonia output is the network's, unchanged.")
 
 
-_FIT_ON = {"stressed": "; the Gaussian fitted on the training films with one stressed copy each, a crop, a zoom-out, "
-                       "noise..., so the shifts the model is built to survive lie inside it"}
+def _fit_text(ood: dict[str, Any]) -> str:
+    """How the Gaussian was fitted, as a clause of the card's sentence."""
+    text = ""
+    if ood.get("fit_on") == "stressed":
+        copies = ood.get("stressed_copies", 1)
+        each = "one stressed copy each" if copies == 1 else f"{copies} stressed copies each"
+        text += (f"; the Gaussian fitted on the training films with {each}, a crop, a zoom-out, noise..., so the "
+                 "shifts the model is built to survive lie inside it")
+    if ood.get("feature_transform") == "log":
+        from pneumoscope.models.feature_model import LOG_SHIFT
+
+        text += f"; on the features' logarithm (log(features + {LOG_SHIFT:g}): pooled swish outputs, long-tailed)"
+    return text
 
 
 def _ood_text(ood: dict[str, Any]) -> str:
@@ -153,7 +164,7 @@ def _ood_text(ood: dict[str, Any]) -> str:
                      for name, z in ood.get("zones", {}).items())
     return (f"Images in colour, of absurd shape or inverted are refused. Otherwise the network's features decide,\n"
             f"by their Mahalanobis distance from the training films' (the root mean square over the members'\n"
-            f"feature blocks{_FIT_ON.get(ood.get('fit_on', 'clean'), '')}), in three zones: up to **{ood['caution_distance']:.1f}** the answer is given; up to\n"
+            f"feature blocks{_fit_text(ood)}), in three zones: up to **{ood['caution_distance']:.1f}** the answer is given; up to\n"
             f"**{ood['distance_threshold']:.1f}** it is given with a caution naming the distance (a film from another\n"
             f"series lands there); beyond, the image is refused as not a chest X-ray. Rule: {ood.get('rule')}.\n\n"
             "Genuine films, as fitted (`pneumoscope train`; the corpora of non-X-rays are measured by `bench/ood.py`, below):\n\n"
