@@ -37,7 +37,9 @@ from pneumoscope.data.perturb import STRESSED_SET, stressed_copies  # noqa: E402
 from pneumoscope.evaluation.ood_sets import (  # noqa: E402
     CORPORA, TRANSFORMS, generated_images, hard_negatives, load_films, skimage_images,
 )
+from pneumoscope.inference.ood import ROTATED, reads_sideways  # noqa: E402
 from pneumoscope.inference.predictor import Predictor  # noqa: E402
+from pneumoscope.inference.prepare import prepare_image  # noqa: E402
 from pneumoscope.markdown import shown_path, table  # noqa: E402
 from pneumoscope.models.bundle import DEFAULT_MODEL_DIR, read_record  # noqa: E402
 from pneumoscope.models.card import add_card_section  # noqa: E402
@@ -46,11 +48,14 @@ COMMAND = ".venv/bin/python bench/ood.py --card"
 
 
 def zones(predictor: Predictor, images: list) -> dict:
-    """Refused and cautioned shares (and the refused names' indices) of ``images``."""
+    """Refused and cautioned shares (and the refused names' indices) of ``images``; how many raised
+    the doubt of lying on their side (polarity) and how many were refused so."""
     results = predictor.predict_many(images, heatmap=False, batch_size=32)
     checks = np.array([r.xray_check for r in results])
     return {"n": len(results), "refused": float(np.mean(checks == "refuse")), "cautioned": float(np.mean(checks == "caution")),
             "refused_count": int(np.sum(checks == "refuse")), "cautioned_count": int(np.sum(checks == "caution")),
+            "sideways_doubt": sum(reads_sideways(prepare_image(i, predictor.image_size).pixels) for i in images),
+            "refused_on_side": sum(ROTATED in r.warnings for r in results),
             "distances": [r.ood_distance for r in results], "checks": checks.tolist()}
 
 
@@ -114,6 +119,10 @@ def main() -> None:
               [[name, str(z["n"]), pct(z["refused"]), "n/a" if z["lowest_distance"] is None else f"{z['lowest_distance']:.1f}",
                 ", ".join(z["missed"]) or "none"] for name, z in non_xrays.items()]
               + [[f"validation X-rays, {name}", str(z["n"]), pct(z["refused"]), "", ""] for name, z in transformed.items()]),
+        "\nSecond reading for films on their side (polarity raises the doubt, the film turned a quarter "
+        "either way settles it): "
+        + "; ".join(f"{name.split(' (')[0]}: {z['sideways_doubt']} of {z['n']} in doubt, {z['refused_on_side']} refused as on their side"
+                    for name, z in {**genuine, **{f'validation X-rays, {k}': v for k, v in transformed.items()}}.items()) + ".\n",
         f"\nLines: caution beyond distance {predictor.ood_caution or float('nan'):.1f}, refusal beyond "
         f"{predictor.ood_threshold or float('nan'):.1f}. Corpora described in `pneumoscope/evaluation/hard_negatives/`:\n",
         *[f"- {kind}: {text}" for kind, text in CORPORA.items()],

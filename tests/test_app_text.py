@@ -7,7 +7,7 @@ import numpy as np
 from pneumoscope.app.text import FIXED, PHRASES, both, spanish, translations
 from pneumoscope.data.images import DecodedImage
 from pneumoscope.inference.explain import explanation
-from pneumoscope.inference.ood import INVERTED, verdict
+from pneumoscope.inference.ood import INVERTED, ROTATED, verdict
 from pneumoscope.inference.prediction import NOT_A_DIAGNOSIS, Prediction
 
 
@@ -16,11 +16,12 @@ def test_every_warning_the_ood_check_writes_has_its_spanish() -> None:
     reasons = [
         *verdict(DecodedImage(flat, (3000, 300), 40.0, "PNG"), 91.2, 40.0).reasons,  # colour, aspect, distance
         INVERTED,
+        ROTATED,
     ]
-    assert len(reasons) == 4
+    assert len(reasons) == 5
     for reason in reasons:
         assert spanish(reason) != reason, f"no Spanish for {reason!r}"
-    assert "(distancia 91 > 40)" in spanish(reasons[-2])
+    assert "(distancia 91 > 40)" in spanish(reasons[-3])
 
 
 def test_the_caution_has_its_spanish_with_its_numbers() -> None:

@@ -26,6 +26,7 @@ import html
 import re
 from typing import Any
 
+from pneumoscope.inference.ood import INVERTED, ROTATED
 from pneumoscope.inference.prediction import HEATMAP_OFF_LUNGS, NOT_A_DIAGNOSIS, REFUSED_LABEL
 from pneumoscope.languages import LABELS_ES, LANGUAGES, decimal, decimal_mark
 
@@ -50,6 +51,9 @@ PHRASES: dict[str, str] = {
     NO_HEATMAP_ONNX: "este modelo se cargó sin su red de PyTorch",
     NO_HEATMAP_NOT_XRAY: "no parece una radiografía de tórax",
     **LABELS_ES,
+    INVERTED: ("la imagen parece invertida (campos pulmonares más claros que la columna): un negativo o una placa "
+               "MONOCHROME1 leída al revés"),
+    ROTATED: ("la placa está de lado (la columna cruza la imagen): gírela hasta ponerla derecha y súbala de nuevo"),
     NOT_A_DIAGNOSIS: ("esto no parece una radiografía de tórax: la etiqueta es la salida bruta de la red y no debe "
                       "leerse como un diagnóstico"),
     "pneumonia probability": "probabilidad de neumonía",
@@ -98,10 +102,6 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
      r"esta placa está en el límite de las radiografías de tórax con las que se entrenó el modelo (distancia de "
      r"rasgos \1; precaución desde \2, rechazo desde \3): puede venir de otro hospital u otro equipo, así que lea "
      r"la respuesta con especial cuidado"),
-    (re.compile(r"the image looks inverted \(lung fields brighter than the spine\): a negative or a MONOCHROME1 "
-                r"film read the wrong way"),
-     "la imagen parece invertida (campos pulmonares más claros que la columna): un negativo o una placa "
-     "MONOCHROME1 leída al revés"),
     (re.compile(r"pattern more typical of (bacterial|viral) pneumonia \(p = ([\d.]+)\)"),
      lambda m: f"patrón más típico de neumonía {'bacteriana' if m[1] == 'bacterial' else 'vírica'} "  # type: ignore[list-item]
                f"(p = {decimal_mark(m[2], 'es')})"),

@@ -29,7 +29,7 @@ from pneumoscope.data.images import ImageSource, as_training_copy
 from pneumoscope.errors import HeatmapUnavailableError
 from pneumoscope.inference import loading
 from pneumoscope.inference.loading import Backend, Heatmaps
-from pneumoscope.inference.ood import needs_second_reading, verdict
+from pneumoscope.inference.ood import needs_second_reading, needs_upright_reading, verdict
 from pneumoscope.inference.prediction import NOT_A_DIAGNOSIS, PixelScores, Prediction, Scores
 from pneumoscope.inference.prepare import PreparedImage, prepare_image
 from pneumoscope.inference.scoring import Scorer
@@ -199,23 +199,33 @@ class Predictor:
                 scores, maps = self.scorer.explain(pixels, self.decision_logit, self.heatmap_method)
             else:
                 scores, maps = self.scorer.score(pixels), None
-            inverse = self._inverse_distances(chunk, pixels, scores)
+            second = self._second_readings(chunk, pixels, scores)
             for index, item in enumerate(chunk):
                 results.append(self._result(item, scores.row(index), None if maps is None else maps[index],
-                                            inverse.get(index)))
+                                            second.get(index, {})))
         return results
 
-    def _inverse_distances(self, chunk: Sequence[PreparedImage], pixels: np.ndarray, scores: Scores) -> dict[int, float]:
-        """The feature distances of the negatives of the films whose polarity is in doubt: one more
-        pass for those few only (``ood.needs_second_reading``)."""
+    def _second_readings(
+        self, chunk: Sequence[PreparedImage], pixels: np.ndarray, scores: Scores
+    ) -> dict[int, dict[str, float]]:
+        """More passes for the few films whose reading is in doubt: the negative of a film whose
+        polarity says inverted (``ood.needs_second_reading``), the film turned a quarter either way
+        when it may lie on its side (``ood.needs_upright_reading``). Keyword arguments of ``verdict``."""
         if scores.distances is None:
             return {}
+        readings: dict[int, dict[str, float]] = {}
         doubtful = [index for index, item in enumerate(chunk)
                     if needs_second_reading(item.facts(), float(scores.distances[index]), self.ood_threshold)]
-        if not doubtful:
-            return {}
-        distances = self.scorer.score(255 - pixels[doubtful]).distances
-        return {index: float(d) for index, d in zip(doubtful, distances)}
+        if doubtful:
+            for index, d in zip(doubtful, self.scorer.score(255 - pixels[doubtful]).distances):
+                readings.setdefault(index, {})["inverse_distance"] = float(d)
+        sideways = [index for index, item in enumerate(chunk) if needs_upright_reading(item.facts())]
+        if sideways:
+            turned = np.concatenate([np.rot90(pixels[sideways], 1, axes=(1, 2)), np.rot90(pixels[sideways], 3, axes=(1, 2))])
+            distances = self.scorer.score(np.ascontiguousarray(turned)).distances.reshape(2, len(sideways)).min(axis=0)
+            for index, d in zip(sideways, distances):
+                readings.setdefault(index, {})["upright_distance"] = float(d)
+        return readings
 
     def score_pixels(self, pixels: np.ndarray, batch_size: int = 32) -> PixelScores:
         """What :meth:`predict` computes, for many network-sized uint8 (N, S, S) images at once
@@ -242,11 +252,11 @@ class Predictor:
         return PixelScores(probs, ood, p_bacterial, distances, cautioned)
 
     def _result(self, item: PreparedImage, scores: tuple[float, float | None, float | None], cam: np.ndarray | None,
-                inverse_distance: float | None = None) -> Prediction:
+                second: dict[str, float] | None = None) -> Prediction:
         logit, subtype_logit, distance = scores
         probability = float(sigmoid(np.float64(logit) / self.temperature))
         label = label_of(probability, self.threshold)
-        judged = verdict(item.facts(), distance, self.ood_threshold, self.ood_caution, inverse_distance)
+        judged = verdict(item.facts(), distance, self.ood_threshold, self.ood_caution, **(second or {}))
         subtype, p_bacterial = None, None
         if subtype_logit is not None and label == "PNEUMONIA" and judged.is_chest_xray:
             p_bacterial = float(sigmoid(np.float64(subtype_logit) / self.subtype_temperature))
