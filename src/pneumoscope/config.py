@@ -192,10 +192,10 @@ class OodConfig(_Strict):
     """Three zones: answered; answered with a caution; refused."""
     fit_on: Literal["clean", "stressed"] = "clean"
     """What the training features' Gaussian is fitted on: the training images (``clean``), or the
-    training images with one stressed copy each (``stressed``: a crop, a zoom-out, noise...; the
-    shifts the model is built to survive then lie inside the distribution instead of in its tail,
-    which for the bundled ensemble took the stressed pool's 99.5th percentile from 132 to 68 while
-    every non-X-ray corpus stayed beyond 64; bench/ood.py)."""
+    training images with ``stressed_copies`` stressed copies each (``stressed``: a crop, a zoom-out,
+    noise...; the shifts the model is built to survive then lie inside the distribution instead of
+    in its tail: for the bundled ensemble's raw features one copy took the stressed pool's 99.5th
+    percentile from 132 to 69; bench/ood_fit.py)."""
     stressed_copies: int = Field(1, ge=1, le=10)
     """With ``fit_on: stressed``, how many stressed copies of each training film join the fit (each
     its own seed and its own draw of conditions). For the bundled ensemble, with the log features:
