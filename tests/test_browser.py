@@ -312,6 +312,10 @@ def test_page_in_spanish_and_the_switch_back(spanish_page, served, pneumonia_ori
     expect(page.locator("#ps-colourbar")).to_have_text(re.compile(r"más débil\s*más fuerte"), use_inner_text=True)
     if expected.subtype:
         expect(page.locator("#ps-subtype")).to_contain_text("Patrón más típico de neumonía", use_inner_text=True)
+    # Issue 23 item 4: the JSON box and its accordion are labelled in Spanish too.
+    expect(page.get_by_text("Resultado tal como lo devuelve la API")).to_be_visible()
+    page.get_by_text("Resultado tal como lo devuelve la API").click()
+    expect(page.locator("#ps-json")).to_contain_text("resultado", use_inner_text=True)
     _screenshot(page, "single_es.png")
 
     _switch_to_english(page)
@@ -357,6 +361,9 @@ def test_batch_and_about_in_spanish(spanish_page, served, some_originals: list[P
 
     page.get_by_role("tab", name="Sobre el modelo").click()
     expect(page.locator("#ps-summary")).to_contain_text("No lo use")
+    # Issue 23 item 3: one decimal mark per language, on the About tab as on the card and the table.
+    summary = page.inner_text("#ps-summary")
+    assert re.search(r"\d,\d", summary) and not re.search(r"\d\.\d", summary), summary
     figures = page.locator("#ps-figures img:visible")
     expect(figures).to_have_count(3)
     assert [figures.nth(i).get_attribute("lang") for i in range(3)] == ["es"] * 3
