@@ -112,14 +112,16 @@ def test_expand_paths_keeps_images_and_dicom(tmp_path: Path) -> None:
 
 
 def _prepare_or_die(path: str, size: int, keep_display: bool):
-    """A decoder that kills its worker process on one file, as the OOM killer or a crashing codec would."""
+    """A decoder that kills its worker process on one file, as the OOM killer or a crashing codec would.
+    Workers come from a fork server and import this module afresh: nothing patched here reaches them
+    but this function itself, which the job names."""
     import os
 
-    from pneumoscope.inference import batch
+    from pneumoscope.inference.prepare import prepare_image
 
     if "crash" in Path(path).name:
         os._exit(9)
-    return batch.__dict__["_real_prepare"](path, size, keep_display)
+    return prepare_image(path, size, keep_display=keep_display)
 
 
 def test_a_dead_decoding_worker_costs_one_row_not_the_run(
@@ -128,7 +130,6 @@ def test_a_dead_decoding_worker_costs_one_row_not_the_run(
     from pneumoscope.inference import batch
 
     shutil.copy(folder / "normal.jpeg", folder / "crash.jpeg")
-    monkeypatch.setattr(batch, "_real_prepare", batch._prepare, raising=False)
     monkeypatch.setattr(batch, "_prepare", _prepare_or_die)
     out = tmp_path / "rows.csv"
     status = main(["predict", str(folder), "--model", str(model_path), "--out", str(out), "--workers", "2",
