@@ -34,12 +34,9 @@ DATA = Path(os.environ.get("PNEUMOSCOPE_DATA", REPO.parent / "shared" / "data"))
 from pneumoscope.data.collection import read_manifest  # noqa: E402
 from pneumoscope.data.images import IMAGE_SUFFIXES, decode_image  # noqa: E402
 from pneumoscope.data.perturb import STRESSED_SET, stressed_copies  # noqa: E402
-from pneumoscope.evaluation.ood_sets import (  # noqa: E402
-    CORPORA, TRANSFORMS, generated_images, hard_negatives, load_films, skimage_images,
-)
+from pneumoscope.evaluation.ood_sets import CORPORA, non_xray_corpora, transformed_sets  # noqa: E402
 from pneumoscope.inference.ood import ROTATED, reads_sideways  # noqa: E402
 from pneumoscope.inference.predictor import Predictor  # noqa: E402
-from pneumoscope.inference.prepare import prepare_image  # noqa: E402
 from pneumoscope.markdown import shown_path, table  # noqa: E402
 from pneumoscope.models.bundle import DEFAULT_MODEL_DIR, read_record  # noqa: E402
 from pneumoscope.models.card import add_card_section  # noqa: E402
@@ -50,11 +47,12 @@ COMMAND = ".venv/bin/python bench/ood.py --card"
 def zones(predictor: Predictor, images: list) -> dict:
     """Refused and cautioned shares (and the refused names' indices) of ``images``; how many raised
     the doubt of lying on their side (polarity) and how many were refused so."""
-    results = predictor.predict_many(images, heatmap=False, batch_size=32)
+    prepared = [predictor.prepare(image, keep_display=False) for image in images]  # decoded once for both counts
+    results = predictor.predict_prepared(prepared, heatmap=False, batch_size=32)
     checks = np.array([r.xray_check for r in results])
     return {"n": len(results), "refused": float(np.mean(checks == "refuse")), "cautioned": float(np.mean(checks == "caution")),
             "refused_count": int(np.sum(checks == "refuse")), "cautioned_count": int(np.sum(checks == "caution")),
-            "sideways_doubt": sum(reads_sideways(prepare_image(i, predictor.image_size).pixels) for i in images),
+            "sideways_doubt": sum(reads_sideways(item.pixels) for item in prepared),
             "refused_on_side": sum(ROTATED in r.warnings for r in results),
             "distances": [r.ood_distance for r in results], "checks": checks.tolist()}
 
@@ -88,22 +86,14 @@ def main() -> None:
     fitted = (read_record(Path(args.model)).ood or None) if Path(args.model).is_dir() else None
     pooled = getattr(fitted, "zones", None) or {}
 
-    corpora = {
-        "scikit-image samples": list(skimage_images()),
-        "generated (noise, gradients, documents, shapes, flat)": list(generated_images()),
-    }
-    for name, image in hard_negatives(load_films(DATA)):
-        corpora.setdefault(f"hard negatives: {name.split('-')[0]}", []).append((name, image))
     non_xrays = {}
-    for corpus, items in corpora.items():
+    for corpus, items in non_xray_corpora(DATA).items():
         z = zones(predictor, [image for _, image in items])
         z["missed"] = [name for (name, _), check in zip(items, z["checks"]) if check != "refuse"]
         z["lowest_distance"] = min((d for d in z["distances"] if d is not None), default=None)
         non_xrays[corpus] = z
 
-    rng = np.random.default_rng(0)
-    chosen = [greys[i] for i in rng.choice(len(val), size=min(args.transformed, len(val)), replace=False)]
-    transformed = {name: zones(predictor, [fn(g) for g in chosen]) for name, fn in TRANSFORMS.items()}
+    transformed = {name: zones(predictor, images) for name, images in transformed_sets(greys, args.transformed).items()}
 
     record = predictor.info
     lines = [

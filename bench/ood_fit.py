@@ -31,9 +31,7 @@ from pneumoscope.data.cache import cached_images  # noqa: E402
 from pneumoscope.data.collection import read_manifest  # noqa: E402
 from pneumoscope.data.images import IMAGE_SUFFIXES, as_training_copy  # noqa: E402
 from pneumoscope.data.perturb import STRESSED_SET, one_stressed_copy, stressed_copies  # noqa: E402
-from pneumoscope.evaluation.ood_sets import (  # noqa: E402
-    TRANSFORMS, generated_images, hard_negatives, load_films, skimage_images,
-)
+from pneumoscope.evaluation.ood_sets import TRANSFORMS, non_xray_corpora, transformed_sets  # noqa: E402
 from pneumoscope.inference.predictor import Predictor  # noqa: E402
 from pneumoscope.inference.prepare import prepare_image  # noqa: E402
 from pneumoscope.machine import describe as describe_machine  # noqa: E402
@@ -50,9 +48,9 @@ def features(predictor: Predictor, pixels: np.ndarray, batch: int = 64) -> np.nd
                            for s in range(0, len(pixels), batch)])
 
 
-def prepared(images: list) -> np.ndarray:
+def prepared(images: list, size: int) -> np.ndarray:
     """Arrays or files as an upload reaches the network (``prepare_image``)."""
-    return np.stack([prepare_image(image, 224).pixels for image in images])
+    return np.stack([prepare_image(image, size).pixels for image in images])
 
 
 def main() -> None:
@@ -76,14 +74,10 @@ def main() -> None:
     f_copies = [features(predictor, as_training_copy(one_stressed_copy(train, STRESSED_SET, seed=seed + 1 + k)))
                 for k in range(args.copies)]
     originals = sorted(p for p in (DATA / "originals").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    f_originals = features(predictor, prepared(originals))
-    corpora: dict[str, list] = {"scikit-image samples": [i for _, i in skimage_images()],
-                                "generated images": [i for _, i in generated_images()]}
-    for name, image in hard_negatives(load_films(DATA)):
-        corpora.setdefault(f"hard negatives: {name.split('-')[0]}", []).append(image)
-    f_negatives = {name: features(predictor, prepared(items)) for name, items in corpora.items()}
-    chosen = [val[i] for i in np.random.default_rng(0).choice(len(val), size=150, replace=False)]
-    f_transformed = {name: features(predictor, prepared([fn(g) for g in chosen])) for name, fn in TRANSFORMS.items()}
+    f_originals = features(predictor, prepared(originals, bundle.image_size))
+    f_negatives = {name.split(" (")[0]: features(predictor, prepared([image for _, image in items], bundle.image_size))
+                   for name, items in non_xray_corpora(DATA).items()}
+    f_transformed = {name: features(predictor, prepared(images, bundle.image_size)) for name, images in transformed_sets(val).items()}
     extracted = time.time() - started
 
     rows, results = [], []

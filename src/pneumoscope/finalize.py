@@ -56,9 +56,11 @@ def finalize(
     threshold = choose_threshold(fit_labels, sigmoid(fit_logits / temperature), rule)
     if config.ood.fit_on == "stressed":
         # Seeds apart from the validation pool's, so the copies that fit are not those that test.
-        copies = [as_training_copy(one_stressed_copy(train_images, STRESSED_SET, seed=config.data.split_seed + 1 + k))
-                  for k in range(config.ood.stressed_copies)]
-        train_features = np.concatenate([train_features, *(forward_images(net, c, features=True)[1] for c in copies)])
+        # One copy in memory at a time (each is the whole training set again).
+        copy_features = (forward_images(net, as_training_copy(one_stressed_copy(
+            train_images, STRESSED_SET, seed=config.data.split_seed + 1 + k)), features=True)[1]
+            for k in range(config.ood.stressed_copies))
+        train_features = np.concatenate([train_features, *copy_features])
     ood_stats, ood_info = fit_feature_model(train_features, val_features, getattr(net, "feature_blocks", None),
                                             log=config.ood.feature_transform == "log")
     ood_info.update(fit_on=config.ood.fit_on, feature_transform=config.ood.feature_transform,

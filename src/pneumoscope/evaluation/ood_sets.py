@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -75,3 +76,21 @@ TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "inverted": lambda g: 255 - g,
     "rotated 90°": lambda g: np.ascontiguousarray(np.rot90(g)),
 }
+
+
+def non_xray_corpora(data_root: Path) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """Every non-X-ray corpus of the project by name, each a list of (name, image): what
+    ``bench/ood.py`` reports and ``bench/ood_fit.py`` draws the lines against."""
+    corpora = {
+        "scikit-image samples": list(skimage_images()),
+        "generated (noise, gradients, documents, shapes, flat)": list(generated_images()),
+    }
+    for name, image in hard_negatives(load_films(data_root)):
+        corpora.setdefault(f"hard negatives: {name.split('-')[0]}", []).append((name, image))
+    return corpora
+
+
+def transformed_sets(greys: np.ndarray, count: int = 150, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """``count`` of ``greys`` drawn by ``seed``, through each of :data:`TRANSFORMS`."""
+    chosen = [greys[i] for i in np.random.default_rng(seed).choice(len(greys), size=min(count, len(greys)), replace=False)]
+    return {name: [transform(g) for g in chosen] for name, transform in TRANSFORMS.items()}

@@ -214,12 +214,13 @@ class Predictor:
         if scores.distances is None:
             return {}
         readings: dict[int, dict[str, float]] = {}
-        doubtful = [index for index, item in enumerate(chunk)
-                    if needs_second_reading(item.facts(), float(scores.distances[index]), self.ood_threshold)]
+        facts = [item.facts() for item in chunk]
+        doubtful = [index for index, film in enumerate(facts)
+                    if needs_second_reading(film, float(scores.distances[index]), self.ood_threshold)]
         if doubtful:
             for index, d in zip(doubtful, self.scorer.score(255 - pixels[doubtful]).distances):
                 readings.setdefault(index, {})["inverse_distance"] = float(d)
-        sideways = [index for index, item in enumerate(chunk) if needs_upright_reading(item.facts())]
+        sideways = [index for index, film in enumerate(facts) if needs_upright_reading(film)]
         if sideways:
             turned = np.concatenate([np.rot90(pixels[sideways], 1, axes=(1, 2)), np.rot90(pixels[sideways], 3, axes=(1, 2))])
             distances = self.scorer.score(np.ascontiguousarray(turned)).distances.reshape(2, len(sideways)).min(axis=0)
