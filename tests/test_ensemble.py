@@ -49,6 +49,21 @@ def test_an_ensemble_of_one_is_its_member(member: PneumoNet, films: np.ndarray) 
             np.testing.assert_allclose(one.subtype(f).numpy(), member.subtype(f).numpy(), atol=1e-5)
 
 
+def test_finalize_scores_through_onnx_as_pytorch_does(films: np.ndarray) -> None:
+    """``finalize`` fits calibration, threshold and the OOD Gaussian on ONNX Runtime's logits and
+    features: they must be PyTorch's, for a whole ensemble, in any batch size."""
+    from pneumoscope.inference.export import onnx_forward
+
+    net = load_bundle(DEFAULT_MODEL_DIR).net.eval()
+    logits, features = forward_images(net, films, features=True)
+    fast = onnx_forward(net)
+    fast_logits, fast_features = fast(films, batch_size=3, features=True)
+    np.testing.assert_allclose(fast_logits, logits, rtol=0, atol=2e-4)
+    np.testing.assert_allclose(fast_features, features, rtol=0, atol=2e-4)
+    only_logits, none = fast(films)
+    assert none is None and np.allclose(only_logits, logits, atol=2e-4)
+
+
 def test_two_copies_answer_as_one(member: PneumoNet, films: np.ndarray) -> None:
     pair = Ensemble([member, copy.deepcopy(member)]).eval()
     assert pair.feature_blocks == [member.feature_dim] * 2

@@ -33,13 +33,14 @@ def finalize(
     from pneumoscope.models.feature_model import fit_feature_model, fit_zones, mahalanobis
     from pneumoscope.models.bundle import save_bundle
     from pneumoscope.models.card import write_card
-    from pneumoscope.models.forward import forward_images
+    from pneumoscope.inference.export import onnx_forward
 
     net = net.float().eval()
+    score = onnx_forward(net)  # ONNX Runtime: the graph users run, 2-2.5x faster than eager
     val_images, val_labels = datamodule.arrays("val")
     train_images, _ = datamodule.arrays("train")
-    val_logits, val_features = forward_images(net, val_images, features=True)
-    _, train_features = forward_images(net, train_images, features=True)
+    val_logits, val_features = score(val_images, features=True)
+    _, train_features = score(train_images, features=True)
     rule = config.threshold
     stressed = rule.fit_on == "stressed" or (net.has_subtype and config.subtype_threshold.fit_on == "stressed")
     pool_logits, pool_labels, pool_features = val_logits, val_labels, val_features
@@ -48,7 +49,7 @@ def finalize(
         copies, pool_labels = stressed_copies(val_images, val_labels, STRESSED_SET, seed=config.data.split_seed)
         # The Predictor feeds every film in the training copies' format; so are the copies scored here.
         copies = as_training_copy(copies[len(val_labels):])
-        copy_logits, copy_features = forward_images(net, copies, features=net.has_subtype or zones)
+        copy_logits, copy_features = score(copies, features=net.has_subtype or zones)
         pool_logits = np.concatenate([val_logits, copy_logits])
         pool_features = np.concatenate([val_features, copy_features]) if net.has_subtype or zones else None
     fit_logits, fit_labels = (pool_logits, pool_labels) if rule.fit_on == "stressed" else (val_logits, val_labels)
@@ -57,7 +58,7 @@ def finalize(
     if config.ood.fit_on == "stressed":
         # Seeds apart from the validation pool's, so the copies that fit are not those that test.
         # One copy in memory at a time (each is the whole training set again).
-        copy_features = (forward_images(net, as_training_copy(one_stressed_copy(
+        copy_features = (score(as_training_copy(one_stressed_copy(
             train_images, STRESSED_SET, seed=config.data.split_seed + 1 + k)), features=True)[1]
             for k in range(config.ood.stressed_copies))
         train_features = np.concatenate([train_features, *copy_features])
@@ -69,7 +70,7 @@ def finalize(
         originals = originals_pixels(config.ood.originals, config.data.image_size) if config.ood.originals else None
         original_distances = None
         if originals is not None:
-            original_distances = mahalanobis(forward_images(net, originals, features=True)[1], ood_stats)
+            original_distances = mahalanobis(score(originals, features=True)[1], ood_stats)
         ood_info = {**ood_info, **fit_zones(mahalanobis(val_features, ood_stats), mahalanobis(pool_features, ood_stats),
                                             original_distances, config.ood)}
     patients = [r.patient for r in datamodule.val_records]

