@@ -52,3 +52,12 @@ def test_bundled_figures_in_the_docs_are_the_models() -> None:
     quoted = {float(value) for value in re.findall(r"'threshold': ([0-9.]+)", api)}
     assert quoted == {meta["threshold"]}, quoted
     assert "/work/" not in api and "/root/" not in api, "docs/api.md quotes a developer's absolute path"
+
+
+def test_readme_lever_rows_are_the_study_it_cites() -> None:
+    """The README quotes rows of docs/levers.md (bench/ensemble_levers.py): each must be there as written."""
+    section = README.split("**What moves the rest, measured**", 1)[1].split("\n\n- ", 1)[0]
+    quoted = [line for line in section.splitlines() if line.startswith("| ") and "target" not in line and "members" not in line]
+    study = (REPO / "docs" / "levers.md").read_text(encoding="utf-8").splitlines()
+    assert len(quoted) >= 3
+    assert all(line in study for line in quoted), [line for line in quoted if line not in study]
