@@ -142,6 +142,21 @@ def test_an_ensemble_trains_member_by_member_resumes_and_serves(small_collection
     assert train_members(config, progress=False, log=said.append) == [w.parent for w in weights]
     assert [w.stat().st_mtime_ns for w in weights] == stamps and all("reused" in line for line in said)
 
+    # A fresh checkout has the combined ensemble but no runs: its members are unpacked, not retrained.
+    import shutil
+
+    from safetensors.numpy import load_file
+
+    before = load_file(weights[1])
+    shutil.rmtree(weights[1].parent)
+    said.clear()
+    assert train_members(config, progress=False, log=said.append, reuse=run) == [w.parent for w in weights]
+    assert said[0].startswith("member2: unpacked from") and all("training from" not in line for line in said)
+    assert weights[0].stat().st_mtime_ns == stamps[0]  # a finished run is left as it is
+    after = load_file(weights[1])
+    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+    assert load_bundle(weights[1].parent).meta["training"]["seed"] == 2
+
     files = sorted(originals.rglob("*.jpeg"))[:6]
     fast, eager = Predictor.load(run), Predictor.load(run, backend="torch")
     assert fast.backend == "onnxruntime" and fast.ood_caution == pytest.approx(ood["caution_distance"])

@@ -35,6 +35,7 @@ def _train(args: argparse.Namespace) -> int:
     run_dir = train(
         config, out, root=args.data, accelerator=args.accelerator, devices=devices,
         num_nodes=args.num_nodes, strategy=args.strategy, progress=not args.no_progress,
+        reuse_members=args.reuse_members,
     )
     if run_dir is not None:
         from pneumoscope.models.bundle import read_record
@@ -192,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="override train.epochs")
     train.add_argument("--limit-train-batches", type=float, help="override train.limit_train_batches")
     train.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    train.add_argument("--reuse-members", metavar="MODEL_DIR",
+                       help="ensemble config: first unpack this combined ensemble's members (e.g. the bundled "
+                       "model) into their run folders, so that only missing members are trained")
     train.set_defaults(func=_train)
 
     finalize = sub.add_parser(

@@ -2,7 +2,9 @@
 time, then the members combined into one model bundle.
 
 A member whose run folder already holds a finished model is reused, so an ensemble interrupted
-after its first member resumes at the second; each member stays within the single-run budget of
+after its first member resumes at the second; the members of an ensemble already combined (the
+bundled model, on a fresh checkout without ``runs/``) can be unpacked into their run folders first
+(``reuse``), so that growing it by one member trains that member only; each member stays within the single-run budget of
 the 2-core machine. The combined network (``models/nets.Ensemble``) is then calibrated, given its
 threshold and its out-of-distribution check by the same ``finalize.finalize`` as any run, on the
 validation patients that none of the members trained on (their split manifests must agree).
@@ -35,11 +37,50 @@ def is_finished(folder: Path) -> bool:
     return True
 
 
-def train_members(config: Config, progress: bool = True, log: Any = print) -> list[Path]:
-    """Train every member's chain of configs in order, skipping finished runs; the members' folders."""
+def unpack_members(config: Config, model: str | Path, log: Any = print) -> list[Path]:
+    """Write each member network of the combined ensemble ``model`` into the run folder where
+    ``config`` expects the member of that name, unless a finished run is there already; the folders
+    written. Each is finalized by its own config (calibration, threshold, OOD statistics, card) on
+    the ensemble's own split, and keeps the training record the ensemble carries for it, so it is
+    the run its config would have left (about 3 minutes a member on 2 cores, instead of 30-40 of
+    training). A member of ``model`` that ``config`` does not name is left out."""
+    from pneumoscope.finalize import finalize
+    from pneumoscope.models.bundle import load_bundle
+    from pneumoscope.models.datamodule import XRayDataModule
+    from pneumoscope.models.nets import Ensemble
+
+    assert config.ensemble is not None
+    bundle = load_bundle(model)
+    records = bundle.meta.get("training", {}).get("members", [])
+    if not isinstance(bundle.net, Ensemble) or len(records) != len(bundle.net.members):
+        raise ConfigError(f"{model} is not an ensemble whose members are named in its record: nothing to reuse")
+    wanted = {load_config(chain[-1]).name: chain[-1] for chain in config.ensemble.members}
+    written = []
+    for net, record in zip(bundle.net.members, records):
+        if record["name"] not in wanted:
+            continue
+        member = load_config(wanted[record["name"]])
+        folder = member_folder(config, member)
+        if is_finished(folder):
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = folder / "split_manifest.csv"
+        manifest.write_bytes((Path(bundle.path or model) / "split_manifest.csv").read_bytes())
+        log(f"{member.name}: unpacked from {model} into {folder}")
+        finalize(member, net, XRayDataModule(member, manifest=manifest), folder,
+                 extra={**record.get("training", {}), "finalized_by": f"unpacked from {model} (pneumoscope train --reuse-members)"})
+        written.append(folder)
+    return written
+
+
+def train_members(config: Config, progress: bool = True, log: Any = print, reuse: str | Path | None = None) -> list[Path]:
+    """Train every member's chain of configs in order, skipping finished runs (after unpacking the
+    members of the ensemble ``reuse``, if given); the members' folders."""
     from pneumoscope.training import train
 
     assert config.ensemble is not None
+    if reuse is not None:
+        unpack_members(config, reuse, log=log)
     members = []
     for chain in config.ensemble.members:
         steps = [load_config(path) for path in chain]

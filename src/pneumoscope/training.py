@@ -113,17 +113,20 @@ def train(
     num_nodes: int = 1,
     strategy: str = "auto",
     progress: bool = True,
+    reuse_members: str | Path | None = None,
 ) -> Path | None:
     """Train, then calibrate, choose the threshold, fit OOD statistics and save the bundle.
 
     Returns the run folder on the global-zero process (None on other DDP ranks).
+    ``reuse_members``: for an ensemble config, a combined ensemble whose members are unpacked
+    into their run folders before any is trained (``ensembling.unpack_members``).
     """
     if config.train.trainable == "subtype_head":
         return train_subtype_head(config, out, progress=progress)
     if config.ensemble is not None:
         from pneumoscope.ensembling import combine, train_members
 
-        return combine(config, train_members(config, progress=progress), out, _command_line())
+        return combine(config, train_members(config, progress=progress, reuse=reuse_members), out, _command_line())
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import EarlyStopping
