@@ -120,8 +120,14 @@ def _csv_rows(page) -> dict[str, dict[str, str]]:
     return {row["path"]: row for row in csv.DictReader(io.StringIO(body))}
 
 
-def _table_rows(page, element_id: str) -> dict[str, list[str]]:
-    """The table's visible rows, by file name (its first cell)."""
+def _table_rows(page, element_id: str, waiting_for: str | None = None) -> dict[str, list[str]]:
+    """The table's visible rows, by file name (its first cell); with ``waiting_for``, once the row
+    of that file is drawn (a table shown again, as after a language switch, draws its rows a
+    moment after it becomes visible: a busy machine showed the gap)."""
+    from playwright.sync_api import expect
+
+    if waiting_for:
+        expect(page.locator(f"#{element_id} [role=row][data-index]").filter(has_text=waiting_for)).to_have_count(1)
     rows = page.locator(f"#{element_id} [role=row][data-index]").evaluate_all(
         "rows => rows.map(row => [...row.querySelectorAll('[role=gridcell]')].map(cell => cell.textContent.trim()))")
     return {cells[0]: cells for cells in rows if cells and cells[0]}
@@ -239,7 +245,7 @@ def test_batch_table_and_csv(page, served, some_originals: list[Path], tmp_path:
     expect(page.locator("#ps-table-es")).to_be_hidden()  # the Spanish table is there for a Spanish page only
     expect(page.locator("#ps-table thead")).to_contain_text(re.compile(r"file.*label.*probability.*pattern.*warnings",
                                                                        re.S))
-    table = _table_rows(page, "ps-table")
+    table = _table_rows(page, "ps-table", waiting_for=odd["empty"].name)
     for path in some_originals:
         expected = served.app.predictor.predict(path)
         assert table[path.name][1] == expected.label
@@ -338,7 +344,7 @@ def test_batch_and_about_in_spanish(spanish_page, served, some_originals: list[P
     expect(page.locator("#ps-table")).to_be_hidden()
     expect(page.locator("#ps-table-es thead")).to_contain_text(
         re.compile(r"archivo.*etiqueta.*probabilidad.*patrón.*avisos", re.S))
-    table = _table_rows(page, "ps-table-es")
+    table = _table_rows(page, "ps-table-es", waiting_for=odd["empty"].name)
     spanish_labels = {"NORMAL": "NORMAL", "PNEUMONIA": "NEUMONÍA"}
     for path in some_originals[-2:]:
         expected = served.app.predictor.predict(path)
@@ -381,4 +387,4 @@ def test_batch_and_about_in_spanish(spanish_page, served, some_originals: list[P
     expect(page.locator("#ps-table")).to_be_visible()
     expect(page.locator("#ps-table-es")).to_be_hidden()
     expect(page.locator("#ps-table")).to_contain_text("NOT A CHEST X-RAY")
-    assert _table_rows(page, "ps-table")["empty.png"][4] == "file is empty (0 bytes)"
+    assert _table_rows(page, "ps-table", waiting_for="empty.png")["empty.png"][4] == "file is empty (0 bytes)"
