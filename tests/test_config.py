@@ -11,10 +11,13 @@ from pneumoscope.config import Config, ConfigError, load_config
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["baseline", "improved", "robust"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "configs").glob("*.yaml")))
 def test_shipped_configs_load(name: str) -> None:
+    """Every shipped config, and for an ensemble every member config it names, loads as written."""
     config = load_config(REPO / "configs" / f"{name}.yaml")
     assert config.name == name
+    for chain in config.ensemble.members if config.ensemble else []:
+        assert [load_config(REPO / path).name for path in chain] == [Path(path).stem for path in chain]
 
 
 def test_baseline_is_the_imbalanced_plain_cnn_and_improved_fixes_it() -> None:
