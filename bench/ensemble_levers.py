@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import itertools
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,8 @@ sys.path.insert(0, str(REPO / "src"))
 from pneumoscope.config import ThresholdConfig, load_config  # noqa: E402
 from pneumoscope.data.perturb import STRESSED_SET, crop_center, perturb_images, zoom_out  # noqa: E402
 from pneumoscope.inference.export import onnx_forward  # noqa: E402
+
+DATA = Path(os.environ.get("PNEUMOSCOPE_DATA", REPO.parent / "shared" / "data"))
 
 EXTRA_CONDITIONS = (("zoom_out", 0.7), ("noise", 0.08))
 """Conditions of the issue's table outside the stressed pool (central crop 0.7 lies inside it)."""
@@ -71,6 +74,7 @@ def members_of(folders: list[str]) -> list[tuple[str, object]]:
 
 
 def net_key(net) -> str:
+    """The cache key of a member: a hash of its weights, so a retrained member is never read stale."""
     digest = hashlib.sha256()
     for name, value in sorted(net.state_dict().items()):
         digest.update(name.encode())
@@ -104,7 +108,7 @@ def scored_sets(labels_path: Path, size: int, limit: int | None = None) -> tuple
     sets = {"clean": as_training_copy(images)}
     for family, strength in (*STRESSED_SET, *EXTRA_CONDITIONS):
         sets[f"{family} {strength}"] = as_training_copy(perturb_images(images, family, strength, 0))
-    pairs = original_pairs(REPO.parent / "shared" / "data" / "originals")
+    pairs = original_pairs(DATA / "originals")
     sets["originals"] = np.stack([as_training_copy(prepare_image(o, size, keep_display=False).pixels) for o, _ in pairs])
     sets["copies"] = np.stack([as_training_copy(prepare_image(c, size, keep_display=False).pixels) for _, c in pairs])
     return sets, data.labels[keep].astype(int), data.subtypes[keep].astype(int)
