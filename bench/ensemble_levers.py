@@ -109,8 +109,9 @@ def scored_sets(labels_path: Path, size: int, limit: int | None = None) -> tuple
     for family, strength in (*STRESSED_SET, *EXTRA_CONDITIONS):
         sets[f"{family} {strength}"] = as_training_copy(perturb_images(images, family, strength, 0))
     pairs = original_pairs(DATA / "originals")
-    sets["originals"] = np.stack([as_training_copy(prepare_image(o, size, keep_display=False).pixels) for o, _ in pairs])
-    sets["copies"] = np.stack([as_training_copy(prepare_image(c, size, keep_display=False).pixels) for _, c in pairs])
+    # The upload path's pixels are already in the training-copy format (prepare_image -> to_network).
+    sets["originals"] = np.stack([prepare_image(o, size, keep_display=False).pixels for o, _ in pairs])
+    sets["copies"] = np.stack([prepare_image(c, size, keep_display=False).pixels for _, c in pairs])
     return sets, data.labels[keep].astype(int), data.subtypes[keep].astype(int)
 
 

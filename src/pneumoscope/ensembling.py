@@ -65,7 +65,7 @@ def unpack_members(config: Config, model: str | Path, log: Any = print) -> list[
             continue
         folder.mkdir(parents=True, exist_ok=True)
         manifest = folder / "split_manifest.csv"
-        manifest.write_bytes((Path(bundle.path or model) / "split_manifest.csv").read_bytes())
+        manifest.write_bytes((bundle.path / "split_manifest.csv").read_bytes())
         log(f"{member.name}: unpacked from {model} into {folder}")
         finalize(member, net, XRayDataModule(member, manifest=manifest), folder,
                  extra={**record.get("training", {}), "finalized_by": f"unpacked from {model} (pneumoscope train --reuse-members)"})
