@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from pneumoscope.config import ThresholdConfig, load_config  # noqa: E402
-from pneumoscope.data.perturb import STRESSED_SET, crop_center, perturb_images, zoom_out  # noqa: E402
+from pneumoscope.data.perturb import STRESSED_SET, crop_center, perturb_images, stressed_pool, zoom_out  # noqa: E402
 from pneumoscope.inference.export import onnx_forward  # noqa: E402
 
 DATA = Path(os.environ.get("PNEUMOSCOPE_DATA", REPO.parent / "shared" / "data"))
@@ -131,12 +131,13 @@ def evaluate(logits: dict[str, np.ndarray], subtype: dict[str, np.ndarray], labe
 
     from pneumoscope.models.decision import choose_threshold, fit_temperature, predictions, sigmoid
 
-    pool_keys = ["clean", *(f"{f} {s}" for f, s in STRESSED_SET)]
-    pool_logits = np.concatenate([logits[k] for k in pool_keys])
-    pool_labels = np.tile(labels, len(pool_keys))
+    def pooled(values: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return stressed_pool(values["clean"], {(f, s): values[f"{f} {s}"] for f, s in STRESSED_SET}, labels)
+
+    pool_logits, pool_labels = pooled(logits)
     temperature = fit_temperature(pool_logits, pool_labels)
     prob = {k: sigmoid(v / temperature) for k, v in logits.items()}
-    pool = np.concatenate([prob[k] for k in pool_keys])
+    pool, _ = pooled(prob)
     threshold = choose_threshold(pool_labels, pool, rule)
     said = {k: predictions(v, threshold).astype(bool) for k, v in prob.items()}
     normal = labels == 0

@@ -8,7 +8,9 @@ refused; the ratio of the nearest non-X-ray image to the pool's 99.5th percentil
 the two lie whatever the margin. The features are the network's (ONNX Runtime, as users get them),
 so the figures do not depend on the statistics the bundle holds now.
 
-Run: .venv/bin/python bench/ood_fit.py [--model DIR] [--copies 3]   (about 12 min on 2 cores)
+Run: .venv/bin/python bench/ood_fit.py [--model DIR] [--copies 3] [--transforms log] [--margins 1.05 1.1]
+[--members 2 3]   (features extracted once per weights, about 12 min on 2 cores, kept under runs/ood_fit;
+margins and members default to the model's own ``refuse_margin`` and ``members``)
 Writes docs/ood_fit.md and docs/ood_fit.json.
 """
 
@@ -37,7 +39,7 @@ from pneumoscope.inference.prepare import prepare_image  # noqa: E402
 from pneumoscope.machine import describe as describe_machine  # noqa: E402
 from pneumoscope.markdown import shown_path, table  # noqa: E402
 from pneumoscope.models.bundle import DEFAULT_MODEL_DIR, load_bundle  # noqa: E402
-from pneumoscope.models.feature_model import fit_feature_model, fit_zones, mahalanobis  # noqa: E402
+from pneumoscope.models.feature_model import fit_feature_model, fit_zones, mahalanobis, ood_blocks  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/ood_fit.py"
 
@@ -53,55 +55,92 @@ def prepared(images: list, size: int) -> np.ndarray:
     return np.stack([prepare_image(image, size).pixels for image in images])
 
 
+def extracted_features(model: str, bundle, copies: int, cache: Path) -> dict[str, np.ndarray]:
+    """Every image set's features, extracted once per model's weights and kept under ``cache``: the
+    validation films, the training films and their ``copies`` stressed copies, the stressed pool,
+    the originals read as uploads, each non-X-ray corpus and each transformed set."""
+    key = str((bundle.record.files or {}).get("model.safetensors", "unknown"))[:16]
+    path = cache / f"{bundle.record.name}-{key}-copies{copies}.npz"
+    if path.is_file():
+        with np.load(path) as stored:
+            return {name: stored[name] for name in stored.files}
+    predictor = Predictor.load(model)
+    records = read_manifest(Path(model) / "split_manifest.csv")
+    train = np.asarray(cached_images([r.path for r in records if r.split == "train"], bundle.image_size))
+    val_records = [r for r in records if r.split == "val"]
+    val = np.asarray(cached_images([r.path for r in val_records], bundle.image_size))
+    seed = bundle.config.data.split_seed
+    # The same images finalize uses: the pool from the split seed, the fitting copies a seed apart each.
+    pool, _ = stressed_copies(val, np.array([r.label for r in val_records]), STRESSED_SET, seed=seed)
+    f = {"val": features(predictor, val), "train": features(predictor, train)}
+    f["pool"] = np.concatenate([f["val"], features(predictor, as_training_copy(pool[len(val):]))])
+    for k in range(copies):
+        f[f"copy {k}"] = features(predictor, as_training_copy(one_stressed_copy(train, STRESSED_SET, seed=seed + 1 + k)))
+    originals = sorted(p for p in (DATA / "originals").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    f["originals"] = features(predictor, prepared(originals, bundle.image_size))
+    for name, items in non_xray_corpora(DATA).items():
+        f["non-X-ray " + name.split(" (")[0]] = features(predictor, prepared([image for _, image in items], bundle.image_size))
+    for name, images in transformed_sets(val).items():
+        f["transformed " + name] = features(predictor, prepared(images, bundle.image_size))
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **f)
+    return f
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
     parser.add_argument("--copies", type=int, default=3, help="most stressed copies of each training film tried")
+    parser.add_argument("--transforms", nargs="+", choices=["none", "log"], default=["none", "log"],
+                        help="feature transforms tried")
+    parser.add_argument("--margins", nargs="+", type=float, default=None,
+                        help="refusal margins tried (default: the model's own)")
+    parser.add_argument("--members", nargs="+", type=int, default=None,
+                        help="for an ensemble: distances on the first N members' features, for each N tried "
+                             "(default: the model's own ood.members)")
+    parser.add_argument("--cache", default=str(REPO / "runs" / "ood_fit"), help="where extracted features are kept")
     args = parser.parse_args()
     started = time.time()
     bundle = load_bundle(args.model)
     config = bundle.config
-    predictor = Predictor.load(args.model)
-    records = read_manifest(Path(args.model) / "split_manifest.csv")
-    train = np.asarray(cached_images([r.path for r in records if r.split == "train"], bundle.image_size))
-    val_records = [r for r in records if r.split == "val"]
-    val = np.asarray(cached_images([r.path for r in val_records], bundle.image_size))
     seed = config.data.split_seed
-    # The same images finalize uses: the pool from the split seed, the fitting copies a seed apart each.
-    pool, _ = stressed_copies(val, np.array([r.label for r in val_records]), STRESSED_SET, seed=seed)
-    f_val, f_train = features(predictor, val), features(predictor, train)
-    f_pool = np.concatenate([f_val, features(predictor, as_training_copy(pool[len(val):]))])
-    f_copies = [features(predictor, as_training_copy(one_stressed_copy(train, STRESSED_SET, seed=seed + 1 + k)))
-                for k in range(args.copies)]
-    originals = sorted(p for p in (DATA / "originals").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    f_originals = features(predictor, prepared(originals, bundle.image_size))
-    f_negatives = {name.split(" (")[0]: features(predictor, prepared([image for _, image in items], bundle.image_size))
-                   for name, items in non_xray_corpora(DATA).items()}
-    f_transformed = {name: features(predictor, prepared(images, bundle.image_size)) for name, images in transformed_sets(val).items()}
+    f = extracted_features(args.model, bundle, args.copies, Path(args.cache))
     extracted = time.time() - started
+    f_copies = [f[f"copy {k}"] for k in range(args.copies)]
+    f_negatives = {name[len("non-X-ray "):]: v for name, v in f.items() if name.startswith("non-X-ray ")}
+    f_transformed = {name[len("transformed "):]: v for name, v in f.items() if name.startswith("transformed ")}
 
+    f_val, f_pool, f_originals = f["val"], f["pool"], f["originals"]
     rows, results = [], []
-    blocks = getattr(bundle.net, "feature_blocks", None)
-    for transform in ("none", "log"):
-        for count in range(0, args.copies + 1):
-            fit = np.concatenate([f_train, *f_copies[:count]])
-            stats, _ = fit_feature_model(fit, f_val, blocks, log=transform == "log")
-            zones = fit_zones(mahalanobis(f_val, stats), mahalanobis(f_pool, stats), mahalanobis(f_originals, stats),
-                              config.ood)
+    margins = args.margins or [config.ood.refuse_margin]
+    member_counts = args.members or [config.ood.members]
+    for members, transform, count in ((n, t, c) for n in member_counts for t in args.transforms
+                                      for c in range(args.copies + 1)):
+        blocks = ood_blocks(getattr(bundle.net, "feature_blocks", None), members)
+        width = sum(blocks) if blocks else f["train"].shape[1]
+        fit = np.concatenate([f["train"], *f_copies[:count]])[:, :width]
+        stats, _ = fit_feature_model(fit, f["val"][:, :width], blocks, log=transform == "log")
+        distances = {name: mahalanobis(v, stats) for name, v in (("val", f_val), ("pool", f_pool), ("originals", f_originals))}
+        nearest = {name: float(mahalanobis(v, stats).min()) for name, v in f_negatives.items()}
+        closest = min(nearest, key=nearest.get)
+        q995 = float(np.quantile(distances["pool"], 0.995))
+        transformed = {name: mahalanobis(v, stats) for name, v in f_transformed.items()}
+        for margin in margins:
+            ood = config.ood.model_copy(update={"refuse_margin": margin})
+            zones = fit_zones(distances["val"], distances["pool"], distances["originals"], ood)
             refuse = zones["distance_threshold"]
-            nearest = {name: float(mahalanobis(f, stats).min()) for name, f in f_negatives.items()}
-            closest = min(nearest, key=nearest.get)
-            q995 = float(np.quantile(mahalanobis(f_pool, stats), 0.995))
             result = {
-                "transform": transform, "stressed_copies": count, "caution": zones["caution_distance"], "refuse": refuse,
+                "members": members, "transform": transform, "stressed_copies": count, "refuse_margin": margin,
+                "caution": zones["caution_distance"], "refuse": refuse,
                 "pool": zones["zones"]["stressed_pool"], "originals": zones["zones"]["originals"],
                 "nearest_non_xray": nearest, "pool_q995": q995,
                 "non_xrays_all_refused": all(d > refuse for d in nearest.values()),
-                "transformed_refused": {name: float(np.mean(mahalanobis(f, stats) > refuse)) for name, f in f_transformed.items()},
+                "transformed_refused": {name: float(np.mean(d > refuse)) for name, d in transformed.items()},
             }
             results.append(result)
             rows.append([
-                transform, str(count), f"{zones['caution_distance']:.1f} / {refuse:.1f}",
+                "all" if members is None else f"first {members}", transform, str(count), f"{margin:g}",
+                f"{zones['caution_distance']:.1f} / {refuse:.1f}",
                 f"{100 * result['pool']['refused']:.2f} % / {100 * result['pool']['cautioned']:.2f} %",
                 f"{round(48 * result['originals']['refused'])} / {round(48 * result['originals']['cautioned'])}",
                 f"{nearest[closest]:.1f} ({closest.replace('hard negatives: ', '')})",
@@ -111,17 +150,19 @@ def main() -> None:
     text = (
         f"Model: `{shown_path(args.model)}` (the network's features; lines by its own rule: caution at the "
         f"{100 * config.ood.caution_quantile:g}th percentile of clean validation distances, refusal at "
-        f"{config.ood.refuse_margin:g} x the farther of that line and the farthest original). Stressed pool: "
+        f"the margin x the farther of that line and the farthest original). Stressed pool: "
         f"{len(f_pool)} films. Copies fitted: training films x each count, seeds {seed + 1}-{seed + args.copies}.\n\n"
-        + table(["features", "stressed copies", "caution / refusal line", "stressed pool refused / cautioned",
+        + table(["members' features", "transform", "stressed copies", "refusal margin", "caution / refusal line",
+                 "stressed pool refused / cautioned",
                  "originals refused / cautioned (of 48)", "nearest non-X-ray", "nearest non-X-ray / pool 99.5th pct",
                  "every non-X-ray refused", f"{' / '.join(TRANSFORMS)} refused (distance only)"], rows)
         + f"\n\nMachine: {describe_machine()}; features extracted in {extracted / 60:.1f} min.\n"
     )
     print(text)
+    command = " ".join([COMMAND, *sys.argv[1:]])
     docs = REPO / "docs"
-    (docs / "ood_fit.md").write_text(f"# Fitting the not-a-chest-X-ray check: choices measured\n\nCommand: `{COMMAND}`\n\n{text}")
-    (docs / "ood_fit.json").write_text(json.dumps({"model": shown_path(args.model), "command": COMMAND, "results": results}, indent=2))
+    (docs / "ood_fit.md").write_text(f"# Fitting the not-a-chest-X-ray check: choices measured\n\nCommand: `{command}`\n\n{text}")
+    (docs / "ood_fit.json").write_text(json.dumps({"model": shown_path(args.model), "command": command, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

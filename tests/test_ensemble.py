@@ -182,3 +182,21 @@ def test_log_feature_gaussian_measures_log_features() -> None:
                                rtol=1e-5)
     plain, _ = fit_feature_model(swish_like, swish_like[:80], [6, 6])
     assert LOG_KEY not in plain and not np.allclose(mahalanobis(swish_like[:20], plain), mahalanobis(swish_like[:20], stats))
+
+
+def test_the_check_can_read_the_first_members_only() -> None:
+    """``ood.members``: statistics of the leading blocks measure the full feature vector as the
+    leading blocks' own distance (the later members' columns are not read), and asking for more
+    members than the network has is an error that names the setting."""
+    from pneumoscope.models.feature_model import ood_blocks
+
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(300, 12))
+    assert ood_blocks([4, 4, 4], None) == [4, 4, 4] and ood_blocks([4, 4, 4], 2) == [4, 4]
+    assert ood_blocks(None, 1) is None
+    with pytest.raises(ValueError, match="ood.members is 4"):
+        ood_blocks([4, 4, 4], 4)
+    leading, _ = fit_feature_model(features[:, :8], features[:50, :8], ood_blocks([4, 4, 4], 2))
+    np.testing.assert_allclose(mahalanobis(features, leading), mahalanobis(features[:, :8], leading))
+    every, _ = fit_feature_model(features, features[:50], [4, 4, 4])
+    assert not np.allclose(mahalanobis(features, leading), mahalanobis(features, every))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -149,6 +149,16 @@ STRESSED_SET: tuple[tuple[str, float], ...] = (
 )
 """The stressed validation set of the targets: every crop strength (0.9-0.7) and every other family
 at its moderate strength, pooled with the clean images."""
+
+
+def stressed_pool(
+    clean: np.ndarray, by_condition: Mapping[tuple[str, float], np.ndarray], labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stressed validation pool of per-film values (scores, probabilities): the clean films, then
+    each condition of ``STRESSED_SET`` in its order, with the labels repeated to match. One place, so
+    the stress report, finalize's threshold and the levers study pool the same films the same way."""
+    return (np.concatenate([clean, *(by_condition[c] for c in STRESSED_SET)]),
+            np.tile(labels, len(STRESSED_SET) + 1))
 
 SELECTION_SET: tuple[tuple[str, float], ...] = (
     ("crop_center", 0.8),

@@ -21,7 +21,7 @@ import numpy as np
 from pneumoscope.config import ConfigError, ThresholdConfig
 from pneumoscope.data.cache import decode_all
 from pneumoscope.data.collection import load_evaluation_set
-from pneumoscope.data.perturb import FAMILIES, STRESSED_SET, perturb_images
+from pneumoscope.data.perturb import FAMILIES, STRESSED_SET, perturb_images, stressed_pool
 from pneumoscope.evaluation.metrics import compute_metrics, predictions
 from pneumoscope.evaluation.originals import originals_markdown
 from pneumoscope.evaluation.report import _write_json
@@ -125,15 +125,14 @@ def run_stress(
             "ood_flagged": _share(ood),
         })
 
-    pooled_probs = np.concatenate([clean_probs] + [scored[c] for c in STRESSED_SET])
-    pooled_labels = np.tile(labels, len(STRESSED_SET) + 1)
+    pooled_probs, pooled_labels = stressed_pool(clean_probs, scored, labels)
     strong = [(f.name, f.strengths[-1]) for f in FAMILIES.values()]
     strong_probs = np.concatenate([scored[c] for c in strong if c in scored])
     strong_labels = np.tile(labels, len(strong_probs) // len(labels))
     stressed = {**_rates(pooled_labels, pooled_probs, threshold), **_zone_rates(pooled_zones)}
     if subtype:
-        pooled = _SubtypeView(np.tile(subtypes, len(STRESSED_SET) + 1), predictor.subtype_threshold)
-        stressed.update(pooled.rates(np.concatenate([clean_bacterial] + [scored_bacterial[c] for c in STRESSED_SET])))
+        pooled_bacterial, pooled_subtypes = stressed_pool(clean_bacterial, scored_bacterial, subtypes)
+        stressed.update(_SubtypeView(pooled_subtypes, predictor.subtype_threshold).rates(pooled_bacterial))
     report: dict[str, Any] = {
         "model": {"name": predictor.name, "path": shown_path(predictor.model_path), "threshold": threshold,
                   "temperature": predictor.temperature, "backend": predictor.backend,

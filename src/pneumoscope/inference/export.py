@@ -179,7 +179,7 @@ def onnx_forward(net: nn.Module) -> Forward:
     films a second for the two-member ensemble). They are also the numbers users get: the
     Predictor runs the same graph. Falls back to eager PyTorch if the graph cannot be exported."""
     from pneumoscope.inference.onnx import open_session
-    from pneumoscope.models.forward import forward_images
+    from pneumoscope.models.forward import forward_images, in_batches
 
     net = net.float().eval()
     size = int(net.image_size)
@@ -193,15 +193,11 @@ def onnx_forward(net: nn.Module) -> Forward:
             return lambda images, batch_size=16, features=False: forward_images(net, images, batch_size, features)
 
     def forward(images: np.ndarray, batch_size: int = 32, features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        logits, feats = [], []
-        for start in range(0, len(images), batch_size):
-            batch = np.asarray(images[start : start + batch_size], dtype=np.float32)[:, None]
+        def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
             logit, feature = session.run(None, {INPUT: batch})
-            logits.append(logit.reshape(-1))
-            if features:
-                feats.append(feature)
-        return (np.concatenate(logits) if logits else np.zeros(0, np.float32),
-                (np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)) if features else None)
+            return logit, feature
+
+        return in_batches(run, images, batch_size, features)
 
     return forward
 

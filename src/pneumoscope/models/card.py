@@ -153,6 +153,14 @@ def _fit_text(ood: dict[str, Any]) -> str:
     return text
 
 
+def _members_text(ood: dict[str, Any]) -> str:
+    """Whose features the distance reads: every member's, or the first few (``OodConfig.members``)."""
+    members = ood.get("members")
+    if members is None:
+        return "members'"
+    return "first member's" if members == 1 else f"first {members} members'"
+
+
 def _ood_text(ood: dict[str, Any]) -> str:
     """The check's lines: two zones (older models) or three."""
     if ood.get("caution_distance") is None:
@@ -163,7 +171,7 @@ def _ood_text(ood: dict[str, Any]) -> str:
     rows = "\n".join(f"| {name.replace('_', ' ')} | {z['n']} | {_pct(z['refused'])} | {_pct(z['cautioned'])} | {z['median_distance']:.1f} |"
                      for name, z in ood.get("zones", {}).items())
     return (f"Images in colour, of absurd shape or inverted are refused. Otherwise the network's features decide,\n"
-            f"by their Mahalanobis distance from the training films' (the root mean square over the members'\n"
+            f"by their Mahalanobis distance from the training films' (the root mean square over the {_members_text(ood)}\n"
             f"feature blocks{_fit_text(ood)}), in three zones: up to **{ood['caution_distance']:.1f}** the answer is given; up to\n"
             f"**{ood['distance_threshold']:.1f}** it is given with a caution naming the distance (a film from another\n"
             f"series lands there); beyond, the image is refused as not a chest X-ray. Rule: {ood.get('rule')}.\n\n"

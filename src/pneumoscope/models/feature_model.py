@@ -73,6 +73,18 @@ def block_key(name: str, index: int) -> str:
     return name if index == 0 else f"{name}.{index}"
 
 
+def ood_blocks(blocks: list[int] | None, members: int | None) -> list[int] | None:
+    """The feature blocks the check is fitted on: the first ``members`` of an ensemble's
+    (``OodConfig.members``). ``mahalanobis`` reads as many leading blocks as the statistics hold, so
+    the Predictor and the ONNX graph measure the same distance from the full feature vector."""
+    if members is None:
+        return blocks
+    available = len(blocks) if blocks else 1
+    if members > available:
+        raise ValueError(f"ood.members is {members}, but the network has {available} member(s)")
+    return blocks[:members] if blocks else None
+
+
 def fit_feature_model(
     train_features: np.ndarray, val_features: np.ndarray, blocks: list[int] | None = None, log: bool = False
 ) -> tuple[dict[str, "torch.Tensor"], dict]:
