@@ -323,14 +323,14 @@ print(classification_report(truth, p_first >= first_cnn.threshold, target_names=
 # %% [markdown] lang="en"
 # ## 4. The first CNN against the shipped model
 #
-# The shipped model is an ensemble of two EfficientNet-Lite0 networks (ImageNet-pretrained, balanced
+# The shipped model is an ensemble of three EfficientNet-Lite0 networks (ImageNet-pretrained, balanced
 # sampling, augmentation that takes framing away, threshold chosen on stressed validation). Both models
 # score the same 785 validation films, each at its own threshold:
 
 # %% [markdown] lang="es"
 # ## 4. La primera CNN frente al modelo distribuido
 #
-# El modelo distribuido es un conjunto de dos redes EfficientNet-Lite0 (preentrenadas en ImageNet, con
+# El modelo distribuido es un conjunto de tres redes EfficientNet-Lite0 (preentrenadas en ImageNet, con
 # muestreo equilibrado, un aumento de datos que le quita valor al encuadre y un umbral elegido en la
 # validación perturbada). Ambos modelos puntúan las mismas 785 placas de validación, cada uno con su
 # propio umbral:
