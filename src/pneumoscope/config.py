@@ -223,9 +223,10 @@ class OodConfig(_Strict):
     """For an ensemble: the distance is measured on the first ``members`` members' features only
     (None: all of them). Each member's block adds its own Gaussian to the root mean square, and a
     member trained on harsher crops, zoom-outs and noise draws photographed films towards the
-    stressed pool: for ``ensemble3`` the nearest non-X-ray lay at 0.99x the pool's 99.5th
-    percentile with all three members' features, against 1.06x with the first two, where no margin
-    refuses every photographed film and keeps the pool's refusals under 0.5 % (bench/ood_fit.py)."""
+    stressed pool. For ``ensemble3`` (log features, one to three stressed copies) the nearest
+    non-X-ray lay at 0.97-0.99x the pool's 99.5th percentile with all three members' features, where
+    no margin both refuses every photographed film and keeps the pool's refusals under 0.5 %; with
+    the first two, at 1.06-1.08x (bench/ood_fit.py, docs/ood_fit.md)."""
 
 
 class ScaleConfig(_Strict):

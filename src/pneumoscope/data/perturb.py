@@ -156,9 +156,10 @@ def stressed_pool(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The stressed validation pool of per-film values (scores, probabilities): the clean films, then
     each condition of ``STRESSED_SET`` in its order, with the labels repeated to match. One place, so
-    the stress report, finalize's threshold and the levers study pool the same films the same way."""
+    the stress report and the levers study (bench/ensemble_levers.py) pool the same films the same way."""
     return (np.concatenate([clean, *(by_condition[c] for c in STRESSED_SET)]),
             np.tile(labels, len(STRESSED_SET) + 1))
+
 
 SELECTION_SET: tuple[tuple[str, float], ...] = (
     ("crop_center", 0.8),
