@@ -1,5 +1,6 @@
 """What the not-a-chest-X-ray check's Gaussian should be fitted on: the choices of ``OodConfig``
-(``stressed_copies``, ``feature_transform``) measured side by side on one network's features.
+(``stressed_copies``, ``feature_transform``, ``members``, ``refuse_margin``) measured side by side on one
+model's features.
 
 For each choice the lines are drawn by the model's own rule (``feature_model.fit_zones`` with the
 model's ``ood`` settings), and the table gives what issue 20 asks of them: the stressed validation
@@ -17,6 +18,7 @@ Writes docs/ood_fit.md and docs/ood_fit.json.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -59,7 +61,9 @@ def extracted_features(model: str, bundle, copies: int, cache: Path) -> dict[str
     """Every image set's features, extracted once per model's weights and kept under ``cache``: the
     validation films, the training films and their ``copies`` stressed copies, the stressed pool,
     the originals read as uploads, each non-X-ray corpus and each transformed set."""
-    key = str((bundle.record.files or {}).get("model.safetensors", "unknown"))[:16]
+    files = bundle.record.files or {}
+    weights = "".join(str(files[name]) for name in sorted(files) if name.startswith("model"))  # every member's
+    key = hashlib.sha256(weights.encode()).hexdigest()[:16]
     path = cache / f"{bundle.record.name}-{key}-copies{copies}.npz"
     if path.is_file():
         with np.load(path) as stored:
