@@ -41,7 +41,7 @@ from pneumoscope.inference.prepare import prepare_image  # noqa: E402
 from pneumoscope.machine import describe as describe_machine  # noqa: E402
 from pneumoscope.markdown import shown_path, table  # noqa: E402
 from pneumoscope.models.bundle import DEFAULT_MODEL_DIR, load_bundle  # noqa: E402
-from pneumoscope.models.feature_model import fit_feature_model, fit_zones, mahalanobis, ood_blocks  # noqa: E402
+from pneumoscope.models.feature_model import fit_members_check, fit_zones, mahalanobis  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/ood_fit.py"
 
@@ -120,10 +120,8 @@ def main() -> None:
     member_counts = args.members or [config.ood.members]
     for members, transform, count in ((n, t, c) for n in member_counts for t in args.transforms
                                       for c in range(args.copies + 1)):
-        blocks = ood_blocks(getattr(bundle.net, "feature_blocks", None), members)
-        width = sum(blocks) if blocks else f["train"].shape[1]
-        fit = np.concatenate([f["train"], *f_copies[:count]])[:, :width]
-        stats, _ = fit_feature_model(fit, f["val"][:, :width], blocks, log=transform == "log")
+        stats, _ = fit_members_check(np.concatenate([f["train"], *f_copies[:count]]), f_val,
+                                     getattr(bundle.net, "feature_blocks", None), members, log=transform == "log")
         distances = {name: mahalanobis(v, stats) for name, v in (("val", f_val), ("pool", f_pool), ("originals", f_originals))}
         nearest = {name: float(mahalanobis(v, stats).min()) for name, v in f_negatives.items()}
         closest = min(nearest, key=nearest.get)

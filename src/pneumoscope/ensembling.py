@@ -54,12 +54,12 @@ def unpack_members(config: Config, model: str | Path, log: Any = print) -> list[
     records = bundle.meta.get("training", {}).get("members", [])
     if not isinstance(bundle.net, Ensemble) or len(records) != len(bundle.net.members):
         raise ConfigError(f"{model} is not an ensemble whose members are named in its record: nothing to reuse")
-    wanted = {load_config(chain[-1]).name: chain[-1] for chain in config.ensemble.members}
+    wanted = {member.name: member for member in (load_config(chain[-1]) for chain in config.ensemble.members)}
     written = []
     for net, record in zip(bundle.net.members, records):
-        if record["name"] not in wanted:
+        member = wanted.get(record["name"])
+        if member is None:
             continue
-        member = load_config(wanted[record["name"]])
         folder = member_folder(config, member)
         if is_finished(folder):
             continue

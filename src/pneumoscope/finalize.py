@@ -30,7 +30,7 @@ def finalize(
     from pneumoscope.data.perturb import one_stressed_copy, stressed_copies
     from pneumoscope.data.collection import subtype_targets
     from pneumoscope.data.images import as_training_copy
-    from pneumoscope.models.feature_model import fit_feature_model, fit_zones, mahalanobis, ood_blocks
+    from pneumoscope.models.feature_model import fit_members_check, fit_zones, mahalanobis
     from pneumoscope.models.bundle import save_bundle
     from pneumoscope.models.card import write_card
     from pneumoscope.inference.export import onnx_forward
@@ -62,10 +62,8 @@ def finalize(
             train_images, STRESSED_SET, seed=config.data.split_seed + 1 + k)), features=True)[1]
             for k in range(config.ood.stressed_copies))
         train_features = np.concatenate([train_features, *copy_features])
-    blocks = ood_blocks(getattr(net, "feature_blocks", None), config.ood.members)
-    width = sum(blocks) if blocks else train_features.shape[1]
-    ood_stats, ood_info = fit_feature_model(train_features[:, :width], val_features[:, :width], blocks,
-                                            log=config.ood.feature_transform == "log")
+    ood_stats, ood_info = fit_members_check(train_features, val_features, getattr(net, "feature_blocks", None),
+                                            config.ood.members, log=config.ood.feature_transform == "log")
     ood_info.update(fit_on=config.ood.fit_on, feature_transform=config.ood.feature_transform,
                     stressed_copies=config.ood.stressed_copies if config.ood.fit_on == "stressed" else 0)
     if config.ood.members is not None:

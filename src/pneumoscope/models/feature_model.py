@@ -124,6 +124,17 @@ def fit_feature_model(
     return stats, info
 
 
+def fit_members_check(
+    train_features: np.ndarray, val_features: np.ndarray, blocks: list[int] | None, members: int | None,
+    log: bool = False,
+) -> tuple[dict[str, "torch.Tensor"], dict]:
+    """``fit_feature_model`` on the blocks of the first ``members`` (``ood_blocks``), from the full
+    feature vectors: what finalize fits and bench/ood_fit.py compares."""
+    chosen = ood_blocks(blocks, members)
+    width = sum(chosen) if chosen else train_features.shape[1]
+    return fit_feature_model(train_features[:, :width], val_features[:, :width], chosen, log=log)
+
+
 def stat_blocks(stats: dict[str, Any]) -> list[tuple[Any, Any]]:
     """The (mean, precision) of each block, in order."""
     blocks = []
