@@ -26,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from pneumoscope.data.perturb import perturb_images  # noqa: E402
+from pneumoscope.data.perturb import central_square, perturb_images  # noqa: E402
 from pneumoscope.evaluation.lungs import LungBoxes, find_lung_boxes  # noqa: E402
 from pneumoscope.machine import describe  # noqa: E402
 from pneumoscope.markdown import percent, table  # noqa: E402
@@ -50,8 +50,7 @@ def union(boxes: LungBoxes) -> Rect | None:
 def back_from(family: str, rect: Rect, size: int) -> Rect:
     """A rectangle found on the reframed film, in the film's own pixels (perturb.crop_center and
     perturb.zoom_out both keep the square centred: a crop magnifies, a zoom-out shrinks)."""
-    side = max(8, round(size * STRENGTH))
-    offset = (size - side) // 2
+    offset, side = central_square(size, STRENGTH)
     if family == "crop_center":  # the central ``side`` pixels, resized to ``size``
         return tuple(offset + v * side / size for v in rect)  # type: ignore[return-value]
     return tuple((v - offset) * size / side for v in rect)  # type: ignore[return-value]
@@ -88,7 +87,8 @@ def main() -> None:
     seconds = time.perf_counter() - started
 
     own = [union(b) for b in found["film"]]
-    crop = (offset := (size - max(8, round(size * STRENGTH))) // 2, offset, size - offset, size - offset)
+    offset, side = central_square(size, STRENGTH)
+    crop = (offset, offset, offset + side, offset + side)
     rows = []
     for key, label in (("film", "the film itself"), ("crop_center", "central crop 0.7"), ("zoom_out", "zoom-out 0.7")):
         both = np.mean([b.both for b in found[key]])

@@ -29,11 +29,16 @@ def _crop_resize(grey: np.ndarray, left: int, top: int, width: int, height: int)
     return resize_square(np.ascontiguousarray(grey[top : top + height, left : left + width]), grey.shape[0])
 
 
+def central_square(size: int, fraction: float) -> tuple[int, int]:
+    """(offset, side) of the centred square ``fraction`` of a ``size`` square: what a central crop
+    keeps and where a zoom-out puts the shrunk film (and what maps a box found on either back)."""
+    side = max(8, round(size * fraction))
+    return (size - side) // 2, side
+
+
 def crop_center(grey: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Tighter collimation: keep the central ``fraction`` of each side, resized back."""
-    size = grey.shape[0]
-    side = max(8, round(size * fraction))
-    offset = (size - side) // 2
+    offset, side = central_square(grey.shape[0], fraction)
     return _crop_resize(grey, offset, offset, side, side)
 
 
@@ -47,10 +52,8 @@ def crop_offcentre(grey: np.ndarray, fraction: float, rng: np.random.Generator) 
 
 def zoom_out(grey: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Wider field: the film shrunk to ``fraction`` of each side, centred on black (an unexposed border)."""
-    size = grey.shape[0]
-    side = max(8, round(size * fraction))
+    offset, side = central_square(grey.shape[0], fraction)
     out = np.zeros_like(grey)
-    offset = (size - side) // 2
     out[offset : offset + side, offset : offset + side] = resize_square(grey, side)
     return out
 
