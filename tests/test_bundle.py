@@ -19,7 +19,7 @@ def test_bundled_model_loads_and_is_the_committed_config() -> None:
     from pneumoscope.models.feature_model import stat_blocks
 
     bundle = load_bundle()
-    assert bundle.config.name == "ensemble_l1" and bundle.net.has_subtype
+    assert bundle.config.name == "ensemble_l1x2" and bundle.net.has_subtype
     assert bundle.image_size == 224
     assert 0.0 < bundle.threshold < 1.0
     # one Gaussian per feature block of the members the check reads (ood.members: the first ones)
@@ -30,14 +30,14 @@ def test_bundled_model_loads_and_is_the_committed_config() -> None:
     members = [load_config(REPO / chain[-1]).model for chain in bundle.config.ensemble.members]
     assert bundle.config.model.members == [m.model_copy(update={"pretrained": False}) for m in members]
     saved = bundle.config.model_copy(update={"model": bundle.config.model.model_copy(update={"members": []})})
-    assert saved == load_config(REPO / "configs" / "ensemble_l1.yaml")
+    assert saved == load_config(REPO / "configs" / "ensemble_l1x2.yaml")
 
 
 def test_bundle_holds_no_pickles_and_fits_the_size_budget() -> None:
     files = [p for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file()]
     assert {p.suffix for p in files} <= {".safetensors", ".json", ".yaml", ".md", ".png", ".csv"}
     weights = sum(p.stat().st_size for p in files if p.suffix == ".safetensors")
-    # three ensemble members (two Lite0 of 13.7 MB of float32 weights, one Lite1 of about 16.6 MB) and
+    # three ensemble members (one Lite0 of 13.7 MB of float32 weights, two Lite1 of about 16.8 MB) and
     # 6.5 MB of OOD statistics for each of the two whose features the check reads
     assert weights <= 60 * 1024 * 1024
 
@@ -46,8 +46,8 @@ def test_card_matches_the_model_record() -> None:
     card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
     meta = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())
     assert "Not a medical device" in card
-    assert "pneumoscope train --config configs/ensemble_l1.yaml" in card
-    assert all(f"configs/{name}_subtype.yaml" in card for name in ("robust", "robust_m2", "robust_l1"))
+    assert "pneumoscope train --config configs/ensemble_l1x2.yaml" in card
+    assert all(f"configs/{name}_subtype.yaml" in card for name in ("robust", "robust_l1", "robust_l1b"))
     assert f"{meta['threshold']:.4f}" in card
     assert f"{meta['validation']['auc']:.4f}" in card
     for digest in meta["files"].values():
