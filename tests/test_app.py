@@ -87,6 +87,19 @@ def test_heatmap_toggle_and_opacity_redraw(app: App, pneumonia_original: Path) -
     assert app.predict_one(str(pneumonia_original), False, 0.45).picture.count("The image as read") == 2  # alt + caption
 
 
+def test_an_empty_map_is_said_not_drawn(app: App, normal_original: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A borderline film whose map the ReLU leaves empty gets the reason in words, not an all-blue
+    overlay that would read as "nothing here"; the prediction itself is unchanged."""
+    import dataclasses
+
+    real = app.predictor.predict(normal_original, heatmap=True)
+    emptied = dataclasses.replace(real, heatmap=real.heatmap * 0.0)
+    monkeypatch.setattr(app.predictor, "predict", lambda *args, **kwargs: emptied)
+    out = app.predict_one(str(normal_original), True, 0.45)
+    assert out.result["label"] == real.label and out.state["heatmap"] is None
+    assert "ps-colourbar" not in out.picture and "the map is empty" in out.picture and "el mapa está vacío" in out.picture
+
+
 def test_upload_is_deleted_after_prediction(app: App, pneumonia_original: Path, odd_files: dict[str, Path]) -> None:
     good = upload_copy(app, pneumonia_original)
     assert app.predict_one(str(good), True, 0.5).result["label"] in ("NORMAL", "PNEUMONIA")

@@ -14,7 +14,7 @@ import numpy as np
 from pneumoscope import heap
 from pneumoscope.app.cards import api_result, error_card, images_html, notice_card, result_card, user_message
 from pneumoscope.app.table import Row, cells, make_row, tables
-from pneumoscope.app.text import NO_HEATMAP_NOT_XRAY, NO_HEATMAP_ONNX, NO_UPLOAD
+from pneumoscope.app.text import NO_HEATMAP_EMPTY, NO_HEATMAP_NOT_XRAY, NO_HEATMAP_ONNX, NO_UPLOAD
 from pneumoscope.app.uploads import PendingUploads, Uploads, identity, path_of
 
 DEFAULT_OPACITY = 0.45
@@ -78,6 +78,8 @@ class App:
         reason = NO_HEATMAP_ONNX
         if not prediction.is_chest_xray:  # no "regions that raised the pneumonia score" on a photograph
             heatmap, reason = None, NO_HEATMAP_NOT_XRAY
+        elif heatmap is not None and not heatmap.any():  # an all-blue overlay would read as "nothing here"
+            heatmap, reason = None, NO_HEATMAP_EMPTY
         state = {"image": prediction.image, "heatmap": heatmap, "no_heatmap": reason, "label": prediction.label}
         picture = images_html(prediction.image, heatmap, show_heatmap, opacity, reason, prediction.label)
         return SingleResult(result_card(prediction, name), picture, api_result(name, prediction), state, None)

@@ -40,6 +40,8 @@ SUBTYPE_NOTE = ("A pattern, not a diagnosis of the cause: telling bacterial from
                 "is uncertain even for radiologists; the model card gives its validation figures.")
 NO_HEATMAP_ONNX = "this model was loaded without its PyTorch network"
 NO_HEATMAP_NOT_XRAY = "this does not look like a chest X-ray"
+NO_HEATMAP_EMPTY = ("no region of this film pushed the score toward its label more than the network's baseline "
+                    "does (a borderline film): the map is empty")
 
 PHRASES: dict[str, str] = {
     # English (the key) -> Spanish, for text written per prediction.
@@ -50,6 +52,8 @@ PHRASES: dict[str, str] = {
                    "de validación."),
     NO_HEATMAP_ONNX: "este modelo se cargó sin su red de PyTorch",
     NO_HEATMAP_NOT_XRAY: "no parece una radiografía de tórax",
+    NO_HEATMAP_EMPTY: ("ninguna región de esta placa empujó la puntuación hacia su etiqueta más que la línea base de "
+                       "la red (una placa dudosa): el mapa está vacío"),
     **LABELS_ES,
     INVERTED: ("la imagen parece invertida (campos pulmonares más claros que la columna): un negativo o una placa "
                "MONOCHROME1 leída al revés"),

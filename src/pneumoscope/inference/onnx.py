@@ -34,7 +34,7 @@ from typing import Any
 from pneumoscope.errors import ModelLoadError
 from pneumoscope.machine import physical_cores
 
-EXPORT_VERSION = 5
+EXPORT_VERSION = 6
 """Bumped whenever the graph's inputs, outputs or metadata change: old cached exports are then ignored."""
 OPSET = 18
 INPUT = "pixels"

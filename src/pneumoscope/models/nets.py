@@ -97,13 +97,22 @@ class EfficientNetLite(nn.Module):
         self.feature_dim = net._fc.in_features
         # ImageNet statistics after per-image standardisation would be a no-op; the grey channel
         # is simply repeated into the three the pretrained stem expects.
-        self.cam_layer = "net._bn1"
+        # Grad-CAM reads the head's activated output (after the swish), where only average pooling
+        # and the linear classifier lie above: there the map is the class activation map of Zhou
+        # et al. (2016), whose sum over the image is the predicted class's logit less the bias,
+        # so a confidently labelled film always has regions that drove its label. (Read before
+        # the swish, as until export format 6, BatchNorm's signed outputs cancelled out and about
+        # one film in fifteen, confident ones, got an empty map.) An identity marks the point,
+        # so MONAI's hooks have a module of their own and the weights are unchanged.
+        self.cam_point = nn.Identity()
+        self.cam_layer = "cam_point"
 
     def cam_activation(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net._bn1(self.net._conv_head(self._trunk(x.expand(-1, 3, -1, -1))))
+        net = self.net
+        return self.cam_point(net._swish(net._bn1(net._conv_head(self._trunk(x.expand(-1, 3, -1, -1))))))
 
     def from_cam(self, activation: torch.Tensor) -> torch.Tensor:
-        return self.net._swish(activation).mean(dim=(2, 3))
+        return activation.mean(dim=(2, 3))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.from_cam(self.cam_activation(x))
