@@ -126,9 +126,10 @@ def _predict(args: argparse.Namespace) -> int:
         from pneumoscope.config import ScaleConfig
         from pneumoscope.inference.distributed import run_ray
 
-        if args.batch_size < 1 or (args.actors is not None and args.actors < 1):
+        if (args.batch_size is not None and args.batch_size < 1) or (args.actors is not None and args.actors < 1):
             raise UserError("--batch-size and --actors must be at least 1")
-        config = ScaleConfig(address=args.address, actors=args.actors, batch_size=args.batch_size)
+        sizes = {} if args.batch_size is None else {"batch_size": args.batch_size}
+        config = ScaleConfig(address=args.address, actors=args.actors, **sizes)
         return run_ray(args.paths, manifests=args.manifest or (), model=args.model, recursive=args.recursive,
                        out=args.out, heatmaps=args.heatmaps, config=config)
     if args.address or args.actors:
@@ -262,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: start Ray in this process)")
     predict.add_argument("--actors", type=int, help="with --engine ray: scoring actors (default: half the cluster's CPUs)")
     predict.add_argument("--heatmaps", help="folder for Grad-CAM overlay PNGs")
-    predict.add_argument("--batch-size", type=int, default=32, help="images scored together")
+    predict.add_argument("--batch-size", type=int, default=None, help="images scored together (default: 8)")
     predict.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores)")
     predict.add_argument("--decode-timeout", type=float, default=120.0,
                          help="seconds a file may take to decode before it becomes an error row")

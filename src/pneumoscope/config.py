@@ -25,6 +25,12 @@ HEATMAP_METHOD: CamMethod = "gradcam"
 """What the app, the CLI and the API draw. Grad-CAM++ was measured beside it by
 ``bench/heatmap_lungs.py`` (docs/heatmaps.md): a default changes only for a method that puts more
 of the map on the lungs within 2x Grad-CAM's time."""
+INFERENCE_BATCH_SIZE = 8
+"""Films scored together by ``pneumoscope predict``, ``Predictor.predict_many`` and the app's Batch
+tab. On two CPU cores a batch of 32 pushes the networks' first activations (32 x 32 x 112 x 112
+floats, 51 MB a layer) out of the caches: the bundled ensemble then scores 2-3x slower and peaks
+at 2 GB, where 8 keeps the throughput of the best size measured and a third of the memory
+(``bench/model_cost.py --batch-sizes``, README)."""
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 """The project's training configs, shipped in the package (the checkout's ``configs/`` links here)."""
 
@@ -244,7 +250,7 @@ class ScaleConfig(_Strict):
     read-and-decode tasks: actors that hold every CPU starve the reads forever (RECIPES.md)."""
     threads_per_actor: int = Field(1, ge=1, le=256)
     """ONNX Runtime threads per actor: one actor is one core's worth of scoring."""
-    batch_size: int = Field(32, ge=1, le=4096)
+    batch_size: int = Field(INFERENCE_BATCH_SIZE, ge=1, le=4096)
     """Images an actor scores together (``map_batches(batch_size=...)``)."""
     files_per_task: int = Field(32, ge=1, le=100_000)
     """Files a read-and-decode task decodes at a time (its output batch); the input list is cut

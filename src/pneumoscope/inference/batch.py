@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, TextIO
 
+from pneumoscope.config import INFERENCE_BATCH_SIZE
 from pneumoscope.data.decoding import DECODE_TIMEOUT_S, Job, close_pool, default_workers, start_pool, stream
 from pneumoscope.data.images import IMAGE_SUFFIXES
 from pneumoscope.errors import UserError
@@ -199,7 +200,7 @@ def run_batch(
     recursive: bool = False,
     out: str | Path | None = None,
     heatmaps: str | Path | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     workers: int | None = None,
     progress: bool | None = None,
     decode_timeout: float = DECODE_TIMEOUT_S,
@@ -207,12 +208,14 @@ def run_batch(
     """Predict every image in ``paths``; stream rows to ``out`` (CSV on stdout by default).
 
     Returns the exit status: 0 when every file was scored, 1 when any could not be read.
+    ``batch_size``: films scored together (default :data:`~pneumoscope.config.INFERENCE_BATCH_SIZE`).
     ``progress``: a bar on stderr (default: only when stderr is a terminal).
     """
     from tqdm import tqdm
 
     from pneumoscope.inference.predictor import Predictor
 
+    batch_size = INFERENCE_BATCH_SIZE if batch_size is None else batch_size
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     output_kind(out)

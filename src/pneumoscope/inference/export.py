@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pneumoscope.config import CLASS_NAMES
+from pneumoscope.config import CLASS_NAMES, INFERENCE_BATCH_SIZE
 from pneumoscope.errors import ExportError
 from pneumoscope.inference.onnx import (
     EXPORT_VERSION, INPUT, META_PREFIX, OPSET, PREPROCESSING, cache_path, output_names, subtype_contract,
@@ -192,7 +192,7 @@ def onnx_forward(net: nn.Module) -> Forward:
             log.warning("scoring with PyTorch: %s", exc)
             return lambda images, batch_size=16, features=False: forward_images(net, images, batch_size, features)
 
-    def forward(images: np.ndarray, batch_size: int = 32, features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    def forward(images: np.ndarray, batch_size: int = INFERENCE_BATCH_SIZE, features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
             logit, feature = session.run(None, {INPUT: batch})
             return logit, feature

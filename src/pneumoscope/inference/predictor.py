@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from pneumoscope.config import HEATMAP_METHOD, CamMethod
+from pneumoscope.config import HEATMAP_METHOD, INFERENCE_BATCH_SIZE, CamMethod
 from pneumoscope.data.images import ImageSource, as_training_copy
 from pneumoscope.errors import HeatmapUnavailableError
 from pneumoscope.inference import loading
@@ -146,7 +146,7 @@ class Predictor:
         return self.predict_prepared([self.prepare(image)], heatmap=heatmap)[0]
 
     def predict_many(
-        self, images: Iterable[ImageSource], heatmap: bool = False, batch_size: int = 32
+        self, images: Iterable[ImageSource], heatmap: bool = False, batch_size: int = INFERENCE_BATCH_SIZE
     ) -> list[Prediction]:
         """Score many images in batches (same results as :meth:`predict`, image by image); an
         unreadable image raises, as in :meth:`predict`."""
@@ -155,7 +155,7 @@ class Predictor:
 
     def stream(
         self, decoded: Iterable[tuple[Any, "PreparedImage | None", str | None]], heatmap: bool = False,
-        batch_size: int = 32,
+        batch_size: int = INFERENCE_BATCH_SIZE,
     ) -> Iterator[tuple[Any, "Prediction | None", str | None]]:
         """The one batch loop (``predict_many``, ``pneumoscope predict``, the app's Batch tab):
         ``(key, prepared image, None)`` or ``(key, None, error)`` in, ``(key, prediction, None)`` or
@@ -180,7 +180,7 @@ class Predictor:
         return prepare_image(image, self.image_size, keep_display=keep_display)
 
     def predict_prepared(
-        self, prepared: Sequence[PreparedImage], heatmap: bool = False, batch_size: int = 32
+        self, prepared: Sequence[PreparedImage], heatmap: bool = False, batch_size: int = INFERENCE_BATCH_SIZE
     ) -> list[Prediction]:
         """Score images already decoded by :func:`~pneumoscope.inference.prepare.prepare_image` at this model's size."""
         if heatmap and not self.can_explain:
@@ -228,7 +228,7 @@ class Predictor:
                 readings.setdefault(index, {})["upright_distance"] = float(d)
         return readings
 
-    def score_pixels(self, pixels: np.ndarray, batch_size: int = 32) -> PixelScores:
+    def score_pixels(self, pixels: np.ndarray, batch_size: int = INFERENCE_BATCH_SIZE) -> PixelScores:
         """What :meth:`predict` computes, for many network-sized uint8 (N, S, S) images at once
         (evaluation, the stress report): calibrated probabilities, feature-space OOD flags (the
         feature distance only, not the file checks) and, with a subtype head, p_bacterial of every
